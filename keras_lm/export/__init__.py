@@ -1,1 +1,5 @@
-"""keras_lm.export."""
+"""Exports: TF-Hub-style encoder pairs and string-in serving SavedModels."""
+from keras_lm.export.encoder import encoder
+from keras_lm.export.serving import serving
+
+__all__ = ["encoder", "serving"]

@@ -1,1 +1,6 @@
-"""keras_lm.tasks."""
+"""Fine-tuning tasks: a backbone plus a head, trainable with compile/fit."""
+from keras_lm.tasks.classifier import Classifier
+from keras_lm.tasks.saved_model import SavedModelEncoder, SavedModelLayer, SavedModelPreprocessor
+from keras_lm.tasks.task import Task
+
+__all__ = ["Classifier", "SavedModelEncoder", "SavedModelLayer", "SavedModelPreprocessor", "Task"]

@@ -1,0 +1,52 @@
+"""Serving SavedModels: raw `tf.string` text in, named outputs out (what TF Serving loads)."""
+import keras
+import tensorflow as tf
+
+from keras_lm.export.files import atomic_directory
+
+
+def _classifier_endpoint(task):
+    def serve(text):
+        features = task.preprocessor(text)
+        logits = tf.cast(task(features, training=False), tf.float32)
+        probabilities = tf.nn.softmax(logits, axis=-1)
+        return {
+            "probabilities": probabilities,
+            "label": tf.argmax(probabilities, axis=-1, output_type=tf.int64),
+        }
+
+    return serve
+
+
+def serving(task, directory: str, overwrite: bool = False) -> str:
+    """Exports `task` so that `serving_default` takes tf.string [batch] and returns named outputs.
+
+    For a `Classifier`: {"probabilities": float32 [batch, classes], "label": int64 [batch]}.
+    Loading the export needs `import tensorflow_text` in the loading process (its tokenizer ops).
+
+    Example:
+        >>> keras_lm.export.serving(classifier, "serving/sentiment/1")  # doctest: +SKIP
+        >>> served = tf.saved_model.load("serving/sentiment/1")  # doctest: +SKIP
+        >>> served.signatures["serving_default"](text=tf.constant(["a gem"]))  # doctest: +SKIP
+    """
+    from keras_lm.tasks import Classifier
+
+    if getattr(task, "preprocessor", None) is None:
+        raise ValueError(
+            "keras_lm.export.serving needs a task with a preprocessor to take raw text; "
+            "attach one (e.g. Classifier(..., preprocessor=BertPreprocessor(...)))."
+        )
+    if not isinstance(task, Classifier):
+        raise TypeError(f"No serving export for {type(task).__name__} yet; supported: Classifier.")
+    print(f"[export] writing serving SavedModel to {directory}")
+    with atomic_directory(directory, overwrite) as staging:
+        archive = keras.export.ExportArchive()
+        archive.track(task)
+        archive.track(task.preprocessor)
+        archive.add_endpoint(
+            "serve",
+            _classifier_endpoint(task),
+            input_signature=[tf.TensorSpec([None], tf.string, name="text")],
+        )
+        archive.write_out(staging, verbose=False)
+    return directory

@@ -1,0 +1,95 @@
+"""Base class of keras_lm tasks: a functional model plus an optional preprocessor.
+
+When a task has a preprocessor, `fit`, `evaluate` and `predict` accept raw text (a tf.data.Dataset
+of `(text, label)` or `(text, label, sample_weight)`, or arrays/lists of strings) and map the
+preprocessor over the data inside the tf.data pipeline, batched, before the model sees it.
+"""
+import keras
+import tensorflow as tf
+
+DEFAULT_BATCH_SIZE = 32
+
+
+def _is_text(x) -> bool:
+    if isinstance(x, (tuple, list)) and x and isinstance(x[0], (str, bytes)):
+        return True
+    if isinstance(x, (str, bytes)):
+        return True
+    dtype = getattr(x, "dtype", None)
+    return dtype is not None and (dtype == tf.string or getattr(dtype, "kind", "") in "OSU")
+
+
+class Task(keras.Model):
+    """A keras.Model whose data can be raw text when a `preprocessor` is attached."""
+
+    def _preprocess_element(self, *element):
+        x, rest = element[0], element[1:]
+        if isinstance(x, tuple) and len(x) == 2 and all(_is_text(t) for t in x):
+            features = self.preprocessor(x)  # a sentence pair
+        elif _is_text(x):
+            features = self.preprocessor(x)
+        else:
+            features = x  # already preprocessed
+        return (features, *rest) if rest else features
+
+    def preprocess_data(self, x, y=None, sample_weight=None, batch_size=None, shuffle=False):
+        """Returns a batched, preprocessed, prefetching tf.data.Dataset (or `x` unchanged)."""
+        if self.preprocessor is None or x is None:
+            return x
+        if isinstance(x, tf.data.Dataset):
+            dataset = x
+            if _text_rank(dataset) == 0:
+                dataset = dataset.batch(batch_size or DEFAULT_BATCH_SIZE)
+        else:
+            parts = tuple(p for p in (x, y, sample_weight) if p is not None)
+            if isinstance(x, (str, bytes)):
+                raise ValueError("Pass a list or array of strings, not a single string.")
+            dataset = tf.data.Dataset.from_tensor_slices(parts if len(parts) > 1 else parts[0])
+            if shuffle:
+                dataset = dataset.shuffle(len(x), seed=0)
+            dataset = dataset.batch(batch_size or DEFAULT_BATCH_SIZE)
+        return dataset.map(self._preprocess_element, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+            tf.data.AUTOTUNE
+        )
+
+    def _uses_preprocessing(self, x) -> bool:
+        if self.preprocessor is None:
+            return False
+        if isinstance(x, tf.data.Dataset):
+            return _text_rank(x) is not None
+        return _is_text(x) or (isinstance(x, tuple) and len(x) == 2 and all(map(_is_text, x)))
+
+    def fit(self, x=None, y=None, batch_size=None, validation_data=None, **kwargs):
+        if not self._uses_preprocessing(x):
+            return super().fit(x, y, batch_size=batch_size, validation_data=validation_data, **kwargs)
+        sample_weight = kwargs.pop("sample_weight", None)
+        shuffle = kwargs.pop("shuffle", True)
+        data = self.preprocess_data(x, y, sample_weight, batch_size, shuffle=shuffle)
+        if validation_data is not None:
+            if isinstance(validation_data, tf.data.Dataset):
+                validation_data = self.preprocess_data(validation_data, batch_size=batch_size)
+            else:
+                validation_data = self.preprocess_data(*validation_data, batch_size=batch_size)
+        return super().fit(data, validation_data=validation_data, shuffle=False, **kwargs)
+
+    def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
+        if not self._uses_preprocessing(x):
+            return super().evaluate(x, y, batch_size=batch_size, **kwargs)
+        sample_weight = kwargs.pop("sample_weight", None)
+        return super().evaluate(self.preprocess_data(x, y, sample_weight, batch_size), **kwargs)
+
+    def predict(self, x, batch_size=None, **kwargs):
+        if not self._uses_preprocessing(x):
+            return super().predict(x, batch_size=batch_size, **kwargs)
+        return super().predict(self.preprocess_data(x, batch_size=batch_size), **kwargs)
+
+
+def _text_rank(dataset: tf.data.Dataset):
+    """Rank of the text features of a dataset's elements, or None when they are not text."""
+    spec = dataset.element_spec
+    features = spec[0] if isinstance(spec, tuple) else spec
+    if isinstance(features, tuple):  # a sentence pair
+        features = features[0]
+    if isinstance(features, tf.TensorSpec) and features.dtype == tf.string:
+        return features.shape.rank
+    return None
