@@ -13,3 +13,68 @@ def _seed_and_clear():
     keras.utils.set_random_seed(1234)
     yield
     keras.backend.clear_session()
+
+
+@pytest.fixture(scope="session")
+def movie_vocabulary():
+    """A real WordPiece vocabulary (1,000 tokens) trained on the movie_snippets train split."""
+    import keras_lm
+
+    texts = keras_lm.data.load("movie_snippets", split="train").map(lambda ex: ex["text"])
+    return keras_lm.tokenizers.WordPiece.train(texts, vocabulary_size=1000).get_vocabulary()
+
+
+@pytest.fixture(scope="session")
+def movie_sentences():
+    """The first 64 (text, label) pairs of the movie_snippets train split, as Python values."""
+    import keras_lm
+
+    rows = keras_lm.data.load("movie_snippets", split="train").take(64)
+    return [(ex["text"].numpy().decode("utf-8"), int(ex["label"].numpy())) for ex in rows]
+
+
+LOAD_BOTH_WAYS = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+import tensorflow_text  # noqa: F401  (tokenizer ops used by the graph)
+directory, signature, texts = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+texts = [t.encode("latin-1") if isinstance(t, str) else bytes(t) for t in texts]
+result = {}
+loaded = tf.saved_model.load(directory)
+outputs = loaded.signatures[signature](text=tf.constant(texts, dtype=tf.string))
+result["eager"] = {k: v.numpy().tolist() for k, v in outputs.items()}
+with tf.compat.v1.Session(graph=tf.Graph()) as session:
+    meta_graph = tf.compat.v1.saved_model.load(session, ["serve"], directory)
+    definition = meta_graph.signature_def[signature]
+    feed = {definition.inputs["text"].name: np.array(texts, dtype=object)}
+    names = sorted(definition.outputs)
+    values = session.run([definition.outputs[n].name for n in names], feed)
+    result["session"] = {n: v.tolist() for n, v in zip(names, values)}
+print("RESULT " + json.dumps(result))
+"""
+
+
+@pytest.fixture
+def load_in_fresh_process():
+    """Loads a string-in SavedModel in a new Python process with both loaders (TF2 and a TF1
+    session, the way TF Serving loads) and returns {"eager": outputs, "session": outputs}.
+
+    Texts are passed as latin-1 code points so arbitrary bytes (invalid UTF-8) survive JSON."""
+    import json
+    import subprocess
+    import sys
+
+    def run(directory, texts, signature="serving_default"):
+        as_codepoints = [t.decode("latin-1") if isinstance(t, bytes) else t.encode("utf-8").decode("latin-1") for t in texts]
+        process = subprocess.run(
+            [sys.executable, "-c", LOAD_BOTH_WAYS, str(directory), signature, json.dumps(as_codepoints)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert process.returncode == 0, process.stderr[-3000:]
+        line = [l for l in process.stdout.splitlines() if l.startswith("RESULT ")][-1]
+        return json.loads(line[len("RESULT "):])
+
+    return run

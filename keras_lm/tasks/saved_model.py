@@ -112,6 +112,7 @@ class SavedModelEncoder(keras.layers.Layer):
 
     def __init__(self, path: str, trainable: bool = True, **kwargs):
         super().__init__(trainable=trainable, **kwargs)
+        path = os.path.abspath(path)
         _require_saved_model(path)
         self.saved_model_path = path
         self.saved_model = _trainable_endpoints(path, trainable)
@@ -150,6 +151,7 @@ class SavedModelPreprocessor(keras.layers.Layer):
 
     def __init__(self, path: str, **kwargs):
         super().__init__(trainable=False, **kwargs)
+        path = os.path.abspath(path)
         self.saved_model_path = path
         self.saved_model = _load(path)
         self.sequence_length = int(self.saved_model.sequence_length.numpy())

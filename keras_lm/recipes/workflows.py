@@ -1,0 +1,314 @@
+"""End-to-end workflows. Their keyword arguments are the keys of a recipe's steps (see runner.py).
+
+Each workflow reads and writes plain files under one output directory, so steps can run in
+separate processes (the CLI) or one after another (a recipe):
+
+    OUTPUT/vocab.txt              WordPiece vocabulary (train_vocabulary)
+    OUTPUT/pretrainer.keras       the pretrained model (pretrain)
+    OUTPUT/encoder/               TF-Hub-style encoder + preprocess SavedModels (pretrain)
+    OUTPUT/classifier_*.keras     fine-tuned classifiers (finetune)
+    OUTPUT/serving/1/             string-in serving SavedModel (finetune)
+    OUTPUT/metrics.json           every figure the steps produced
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import keras
+import tensorflow as tf
+
+import keras_lm
+
+METRICS_FILE = "metrics.json"
+
+
+def _stage(message: str) -> None:
+    print(f"== [{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _update_metrics(output: str, section: str, values: dict) -> None:
+    path = os.path.join(output, METRICS_FILE)
+    metrics = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            metrics = json.load(f)
+    metrics[section] = values
+    with open(path, "w") as f:
+        json.dump(metrics, f, indent=2)
+
+
+def read_metrics(output: str) -> dict:
+    path = os.path.join(output, METRICS_FILE)
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def _texts(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    return dataset.map(lambda example: example["text"])
+
+
+def train_vocabulary(
+    output: str,
+    corpus: str = "shakespeare",
+    vocabulary_size: int = 8000,
+    lowercase: bool = True,
+) -> str:
+    """Trains a WordPiece vocabulary on the corpus' train split; writes OUTPUT/vocab.txt."""
+    os.makedirs(output, exist_ok=True)
+    _stage(f"training a {vocabulary_size}-token WordPiece vocabulary on '{corpus}' (train split)")
+    start = time.time()
+    tokenizer = keras_lm.tokenizers.WordPiece.train(
+        _texts(keras_lm.data.load(corpus, split="train")),
+        vocabulary_size=vocabulary_size,
+        lowercase=lowercase,
+    )
+    path = os.path.join(output, "vocab.txt")
+    tokenizer.save_vocabulary(path)
+    _update_metrics(
+        output,
+        "vocabulary",
+        {"size": int(tokenizer.vocabulary_size()), "seconds": round(time.time() - start, 1)},
+    )
+    return path
+
+
+class _LossHistory(keras.callbacks.Callback):
+    """Records the training loss of every step (for the report's curves)."""
+
+    def __init__(self):
+        super().__init__()
+        self.losses = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        if logs and "loss" in logs:
+            self.losses.append(float(logs["loss"]))
+
+
+def _load_tokenizer(output: str, vocabulary: str | None, lowercase: bool = True):
+    path = vocabulary or os.path.join(output, "vocab.txt")
+    return keras_lm.tokenizers.WordPiece(vocabulary=path, lowercase=lowercase)
+
+
+def pretrain(
+    output: str,
+    corpus: str = "shakespeare",
+    size: str = "mini",
+    vocabulary: str | None = None,
+    sequence_length: int = 128,
+    batch_size: int = 32,
+    steps: int = 300,
+    learning_rate: float = 5e-4,
+    warmup: int = 30,
+    max_predictions: int = 20,
+    seed: int = 0,
+) -> str:
+    """Pretrains `Bert(size)` with masked LM + next-sentence prediction for `steps` steps.
+
+    Writes OUTPUT/pretrainer.keras and the encoder export OUTPUT/encoder; returns the latter.
+    """
+    keras.utils.set_random_seed(seed)
+    tokenizer = _load_tokenizer(output, vocabulary)
+    preprocessor = keras_lm.tokenizers.BertPreprocessor(tokenizer, sequence_length=sequence_length)
+    backbone = keras_lm.applications.Bert(size, vocabulary_size=tokenizer.vocabulary_size())
+    pretrainer = keras_lm.pretraining.BertPretrainer(backbone, max_predictions=max_predictions)
+    train = pretrainer.dataset(
+        keras_lm.data.load(corpus, split="train"), preprocessor, batch_size=batch_size, seed=seed
+    )
+    validation = pretrainer.dataset(
+        keras_lm.data.load(corpus, split="validation"),
+        preprocessor,
+        batch_size=batch_size,
+        shuffle=False,
+        seed=seed,
+    )
+    pretrainer.compile(
+        optimizer=keras_lm.training.adamw(learning_rate, warmup=warmup, total=steps)
+    )
+    _stage(
+        f"pretraining Bert('{size}') ({backbone.count_params():,} parameters) on '{corpus}': "
+        f"{steps} steps of {batch_size}x{sequence_length} tokens"
+    )
+    history = _LossHistory()
+    start = time.time()
+    pretrainer.fit(train.repeat(), steps_per_epoch=steps, epochs=1, callbacks=[history])
+    seconds = time.time() - start
+    _stage("evaluating on the held-out works")
+    before = _initial_validation(size, tokenizer, max_predictions, validation, seed)
+    after = pretrainer.evaluate(validation.take(20), return_dict=True, verbose=0)
+    pretrainer.save(os.path.join(output, "pretrainer.keras"))
+    directory = keras_lm.export.encoder(
+        backbone, preprocessor, os.path.join(output, "encoder"), overwrite=True
+    )
+    _update_metrics(
+        output,
+        "pretraining",
+        {
+            "size": size,
+            "parameters": int(backbone.count_params()),
+            "steps": steps,
+            "batch_size": batch_size,
+            "sequence_length": sequence_length,
+            "seconds": round(seconds, 1),
+            "tokens_per_second": round(steps * batch_size * sequence_length / seconds, 1),
+            "train_loss_curve": history.losses,
+            "validation_before": {k: float(v) for k, v in before.items()},
+            "validation_after": {k: float(v) for k, v in after.items()},
+        },
+    )
+    return directory
+
+
+def _initial_validation(size, tokenizer, max_predictions, validation, seed) -> dict:
+    """Validation metrics of an untrained model of the same shape (the starting point)."""
+    keras.utils.set_random_seed(seed)
+    backbone = keras_lm.applications.Bert(size, vocabulary_size=tokenizer.vocabulary_size())
+    untrained = keras_lm.pretraining.BertPretrainer(backbone, max_predictions=max_predictions)
+    untrained.compile(optimizer="adam")
+    return untrained.evaluate(validation.take(20), return_dict=True, verbose=0)
+
+
+def _labelled(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    return dataset.map(lambda example: (example["text"], example["label"]))
+
+
+def _finetune_one(classifier, name, train, validation, test, epochs, batch_size, learning_rate):
+    examples = int(train.reduce(0, lambda count, _: count + 1).numpy())
+    steps = epochs * -(-examples // batch_size)
+    classifier.compile(
+        optimizer=keras_lm.training.adamw(learning_rate, warmup=max(1, steps // 10), total=steps)
+    )
+    _stage(f"fine-tuning the {name} start for {epochs} epochs ({steps} steps)")
+    history = _LossHistory()
+    start = time.time()
+    fit = classifier.fit(
+        train.shuffle(10_000, seed=0).batch(batch_size),
+        validation_data=validation.batch(batch_size),
+        epochs=epochs,
+        callbacks=[history],
+    )
+    seconds = time.time() - start
+    test_metrics = classifier.evaluate(test.batch(batch_size), return_dict=True, verbose=0)
+    return {
+        "test_accuracy": float(test_metrics["accuracy"]),
+        "test_loss": float(test_metrics["loss"]),
+        "validation_accuracy": [float(x) for x in fit.history["val_accuracy"]],
+        "train_loss_curve": history.losses,
+        "seconds": round(seconds, 1),
+    }
+
+
+def finetune(
+    output: str,
+    encoder: str | None = None,
+    dataset: str = "movie_snippets",
+    num_classes: int = 2,
+    epochs: int = 2,
+    batch_size: int = 32,
+    learning_rate: float = 1e-4,
+    compare_random_init: bool = True,
+    max_train_examples: int | None = None,
+    seed: int = 0,
+) -> str:
+    """Reloads the exported encoder trainably, fine-tunes a classifier, exports serving.
+
+    With `compare_random_init`, the same classifier is also trained from a randomly initialised
+    encoder of the same shape, and both test accuracies are reported. Returns the serving dir.
+    """
+    encoder = encoder or os.path.join(output, "encoder")
+    train = _labelled(keras_lm.data.load(dataset, split="train"))
+    if max_train_examples:
+        train = train.take(max_train_examples)
+    validation = _labelled(keras_lm.data.load(dataset, split="validation"))
+    test = _labelled(keras_lm.data.load(dataset, split="test"))
+    args = (train, validation, test, epochs, batch_size, learning_rate)
+    results = {}
+
+    keras.utils.set_random_seed(seed)
+    _stage(f"reloading the exported encoder {encoder} as a trainable Keras layer")
+    pretrained = keras_lm.tasks.Classifier.from_saved_model(encoder, num_classes=num_classes)
+    results["pretrained"] = _finetune_one(pretrained, "pretrained", *args)
+
+    if compare_random_init:
+        keras.utils.set_random_seed(seed)
+        manifest_size = read_metrics(output).get("pretraining", {}).get("size", "mini")
+        tokenizer = _load_tokenizer(output, None)
+        preprocessor = keras_lm.tokenizers.BertPreprocessor(
+            tokenizer, sequence_length=pretrained.preprocessor.sequence_length
+        )
+        backbone = keras_lm.applications.Bert(
+            manifest_size, vocabulary_size=tokenizer.vocabulary_size()
+        )
+        random_start = keras_lm.tasks.Classifier(
+            backbone, num_classes=num_classes, preprocessor=preprocessor
+        )
+        results["random_init"] = _finetune_one(random_start, "random-init", *args)
+
+    _update_metrics(output, "finetuning", {"dataset": dataset, "epochs": epochs, **results})
+    pretrained.save(os.path.join(output, "classifier.keras"))
+    return keras_lm.export.serving(pretrained, os.path.join(output, "serving", "1"), overwrite=True)
+
+
+SERVE_SCRIPT = r"""
+import json, sys
+import tensorflow as tf
+import tensorflow_text  # noqa: F401  (tokenizer ops used by the serving graph)
+directory, texts = sys.argv[1], json.loads(sys.argv[2])
+served = tf.saved_model.load(directory)
+outputs = served.signatures["serving_default"](text=tf.constant(texts))
+print(json.dumps({k: v.numpy().tolist() for k, v in outputs.items()}))
+"""
+
+
+def serve(
+    output: str,
+    sentences: tuple = (
+        "A gripping, beautifully acted film.",
+        "Dull, lifeless and far too long.",
+        "The plot is thin but the cast is charming.",
+    ),
+    labels: tuple = ("negative", "positive"),
+    model: str | None = None,
+) -> list:
+    """Answers raw sentences from the serving export in a fresh Python process."""
+    model = model or os.path.join(output, "serving", "1")
+    _stage(f"answering {len(sentences)} raw sentences from {model} in a fresh process")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(
+        [sys.executable, "-c", SERVE_SCRIPT, model, json.dumps(list(sentences))],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"Serving process failed:\n{result.stderr[-2000:]}")
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    rows = []
+    for text, label, probabilities in zip(sentences, answer["label"], answer["probabilities"]):
+        rows.append({"text": text, "label": labels[label], "probabilities": probabilities})
+        print(f"   {labels[label]:>8}  p={max(probabilities):.3f}  {text}")
+    _update_metrics(output, "serving", {"answers": rows})
+    return rows
+
+
+def export_encoder(
+    output: str, model: str, vocabulary: str, sequence_length: int = 128, lowercase: bool = True
+) -> str:
+    """Exports the backbone of a `.keras` file (a backbone or a pretrainer) as an encoder pair."""
+    from keras_lm.tasks.classifier import load_backbone_file
+
+    backbone = load_backbone_file(model)
+    tokenizer = keras_lm.tokenizers.WordPiece(vocabulary=vocabulary, lowercase=lowercase)
+    preprocessor = keras_lm.tokenizers.BertPreprocessor(tokenizer, sequence_length=sequence_length)
+    return keras_lm.export.encoder(backbone, preprocessor, output, overwrite=True)
+
+
+def export_serving(output: str, model: str) -> str:
+    """Exports a fine-tuned task saved as `.keras` to a string-in serving SavedModel."""
+    if not os.path.exists(model):
+        raise FileNotFoundError(f"No .keras file at '{model}'.")
+    task = keras.saving.load_model(model)
+    return keras_lm.export.serving(task, output, overwrite=True)

@@ -1,0 +1,110 @@
+"""Classifier: fine-tuning from a reloaded SavedModel, a backbone or a .keras file."""
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_lm
+from keras_lm.tasks import Classifier, SavedModelEncoder
+
+
+@pytest.fixture
+def parts(movie_vocabulary):
+    tokenizer = keras_lm.tokenizers.WordPiece(vocabulary=movie_vocabulary)
+    preprocessor = keras_lm.tokenizers.BertPreprocessor(tokenizer, sequence_length=32)
+    backbone = keras_lm.applications.Bert("tiny", vocabulary_size=len(movie_vocabulary))
+    return backbone, preprocessor
+
+
+@pytest.fixture
+def exported(parts, tmp_path):
+    backbone, preprocessor = parts
+    return keras_lm.export.encoder(backbone, preprocessor, str(tmp_path / "hub"))
+
+
+def _data(movie_sentences):
+    texts, labels = zip(*movie_sentences)
+    return list(texts), np.array(labels)
+
+
+def test_reloaded_encoder_matches_in_memory_backbone(parts, exported, movie_sentences):
+    backbone, preprocessor = parts
+    classifier = Classifier.from_saved_model(exported, num_classes=2)
+    features = preprocessor(tf.constant(_data(movie_sentences)[0][:6]))
+    reloaded = classifier.backbone(features, training=False)
+    expected = backbone(features, training=False)
+    for key in ("sequence_output", "pooled_output"):
+        np.testing.assert_allclose(reloaded[key], expected[key], atol=1e-5)
+
+
+def test_adamw_fine_tuning_updates_every_reloaded_weight_and_loss_falls(exported, movie_sentences):
+    classifier = Classifier.from_saved_model(exported, num_classes=2)
+    encoder_weights = classifier.backbone.trainable_weights
+    assert len(encoder_weights) > 20 and all(":" not in w.name for w in encoder_weights)
+    before = [w.numpy().copy() for w in encoder_weights]
+    classifier.compile(optimizer=keras_lm.training.adamw(2e-3, warmup=2, total=40))
+    texts, labels = _data(movie_sentences)
+    history = classifier.fit(texts, labels, batch_size=16, epochs=10, verbose=0)
+    losses = history.history["loss"]
+    assert losses[-1] < 0.7 * losses[0], losses
+    unchanged = [w.name for w, b in zip(encoder_weights, before) if np.allclose(w.numpy(), b)]
+    assert unchanged == []
+    # The SavedModel's own functions see the updated variables (same variables, not copies).
+    reloaded = classifier.backbone.saved_model
+    assert any(v is w.value for w in encoder_weights for v in reloaded._reloaded_obj.variables)
+
+
+def test_dropout_is_active_in_training_only(exported, movie_sentences):
+    encoder = SavedModelEncoder(os.path.join(exported, "encoder"))
+    preprocess = keras_lm.tasks.SavedModelPreprocessor(os.path.join(exported, "preprocess"))
+    features = preprocess(tf.constant(_data(movie_sentences)[0][:4]))
+    first = encoder(features, training=True)["pooled_output"]
+    second = encoder(features, training=True)["pooled_output"]
+    assert not np.allclose(first, second)
+    np.testing.assert_array_equal(
+        encoder(features, training=False)["pooled_output"],
+        encoder(features, training=False)["pooled_output"],
+    )
+
+
+def test_fit_accepts_a_text_dataset_and_keras_round_trip(parts, movie_sentences, tmp_path):
+    backbone, preprocessor = parts
+    classifier = Classifier(backbone, num_classes=2, preprocessor=preprocessor)
+    classifier.compile(optimizer=keras_lm.training.adamw(1e-3))
+    texts, labels = _data(movie_sentences)
+    dataset = tf.data.Dataset.from_tensor_slices((texts, labels))  # unbatched: batched for us
+    classifier.fit(dataset, epochs=1, verbose=0)
+    path = str(tmp_path / "classifier.keras")
+    classifier.save(path)
+    restored = keras.saving.load_model(path)
+    assert isinstance(restored, Classifier)
+    np.testing.assert_allclose(
+        restored.predict(texts[:8], verbose=0), classifier.predict(texts[:8], verbose=0), atol=1e-6
+    )
+
+
+def test_from_keras_file_takes_the_backbone(parts, tmp_path):
+    backbone, preprocessor = parts
+    path = str(tmp_path / "backbone.keras")
+    backbone.save(path)
+    classifier = Classifier.from_keras_file(path, num_classes=3, preprocessor=preprocessor)
+    assert classifier.output.shape == (None, 3)
+    assert classifier.backbone.count_params() == backbone.count_params()
+
+
+def test_clear_errors_for_bad_exports(exported, tmp_path):
+    with pytest.raises(FileNotFoundError, match="keras_lm.json"):
+        Classifier.from_saved_model(str(tmp_path), num_classes=2)
+    with pytest.raises(FileNotFoundError, match="No SavedModel directory"):
+        SavedModelEncoder(str(tmp_path / "missing"))
+    # A truncated variables file: one clear error naming the SavedModel.
+    variables = os.path.join(exported, "encoder", "variables")
+    data_file = [f for f in os.listdir(variables) if f.startswith("variables.data")][0]
+    with open(os.path.join(variables, data_file), "r+b") as f:
+        f.truncate(100)
+    with pytest.raises(ValueError, match="Could not load the SavedModel at"):
+        SavedModelEncoder(os.path.join(exported, "encoder"))
+    with pytest.raises(ValueError, match="num_classes"):
+        Classifier(keras_lm.applications.Bert("tiny", vocabulary_size=100), num_classes=1)

@@ -1,0 +1,47 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_lm.training import WarmupLinearDecay, adamw
+
+
+def test_warmup_linear_decay_values():
+    schedule = WarmupLinearDecay(1e-3, warmup=10, total=110)
+    got = [float(schedule(step)) for step in (0, 5, 10, 60, 110, 500)]
+    np.testing.assert_allclose(got, [0.0, 5e-4, 1e-3, 5e-4, 0.0, 0.0], atol=1e-9)
+    constant = WarmupLinearDecay(1e-3, warmup=4)
+    np.testing.assert_allclose([float(constant(s)) for s in (2, 4, 10**6)], [5e-4, 1e-3, 1e-3])
+
+
+def test_schedule_config_round_trip():
+    schedule = WarmupLinearDecay(3e-4, warmup=7, total=70, end=1e-5)
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(schedule))
+    assert [float(restored(s)) for s in (3, 40)] == [float(schedule(s)) for s in (3, 40)]
+
+
+@pytest.mark.parametrize("kwargs", [{"total": 0}, {"warmup": 20, "total": 10}])
+def test_schedule_rejects_bad_steps(kwargs):
+    with pytest.raises(ValueError, match="must be"):
+        WarmupLinearDecay(1e-3, **{"warmup": 1, **kwargs})
+
+
+def test_adamw_decays_kernels_but_not_biases_or_layer_norms():
+    dense = keras.layers.Dense(3)
+    norm = keras.layers.LayerNormalization()
+    model = keras.Sequential([keras.Input((4,)), dense, norm])
+    keras.utils.set_random_seed(0)
+    for variable in model.weights:
+        variable.assign(np.full(variable.shape, 2.0, "float32"))
+    optimizer = adamw(0.1, weight_decay=0.5, clipnorm=None)
+    zeros = [keras.ops.zeros(v.shape) for v in model.trainable_variables]
+    optimizer.apply_gradients(zip(zeros, model.trainable_variables))
+    # Zero gradients: only decoupled decay moves weights, by lr * wd * w = 0.1.
+    np.testing.assert_allclose(dense.kernel.numpy(), 1.9, atol=1e-6)
+    np.testing.assert_allclose(dense.bias.numpy(), 2.0)
+    np.testing.assert_allclose(norm.gamma.numpy(), 2.0)
+    np.testing.assert_allclose(norm.beta.numpy(), 2.0)
+
+
+def test_adamw_rejects_non_positive_rate():
+    with pytest.raises(ValueError, match="learning_rate"):
+        adamw(0.0)
