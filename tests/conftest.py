@@ -38,7 +38,8 @@ import json, sys
 import numpy as np
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (tokenizer ops used by the graph)
-directory, signature, texts = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+directory, signature = sys.argv[1], sys.argv[2]
+texts = json.loads(sys.stdin.read())
 texts = [t.encode("latin-1") if isinstance(t, str) else bytes(t) for t in texts]
 result = {}
 loaded = tf.saved_model.load(directory)
@@ -66,9 +67,13 @@ def load_in_fresh_process():
     import sys
 
     def run(directory, texts, signature="serving_default"):
-        as_codepoints = [t.decode("latin-1") if isinstance(t, bytes) else t.encode("utf-8").decode("latin-1") for t in texts]
+        as_codepoints = [
+            t.decode("latin-1") if isinstance(t, bytes) else t.encode("utf-8").decode("latin-1")
+            for t in texts
+        ]
         process = subprocess.run(
-            [sys.executable, "-c", LOAD_BOTH_WAYS, str(directory), signature, json.dumps(as_codepoints)],
+            [sys.executable, "-c", LOAD_BOTH_WAYS, str(directory), signature],
+            input=json.dumps(as_codepoints),
             capture_output=True,
             text=True,
             timeout=300,
