@@ -1,4 +1,4 @@
-"""The `keras-lm` command: pretrain | finetune | export | serve | report | run RECIPE.
+"""The `keras-lm` command: pretrain | finetune | export | serve | report | bench | run RECIPE.
 
 Each command's flags are the keyword arguments of the workflow it runs (the same names a
 recipe uses), e.g. `keras-lm pretrain --output runs/a --size mini --steps 300`.
@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub = kinds.add_parser(kind, help=inspect.getdoc(function).splitlines()[0])
         _add_function_flags(sub, function)
         sub.set_defaults(function=function)
+    bench = commands.add_parser("bench", help="benchmarks side by side with keras-hub (scripts/bench)")
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments of python -m keras_lm.benchmarks")
     run = commands.add_parser("run", help="run a recipe (YAML) end to end")
     run.add_argument("recipe", help="path to a recipe, e.g. applications/quickstart.yaml")
     run.add_argument("--output", required=True, help="directory for every output of the run")
@@ -98,6 +100,10 @@ def main(argv=None) -> int:
     from keras_lm.recipes import RecipeError, run_recipe
 
     try:
+        if args.command == "bench":
+            from keras_lm.benchmarks.__main__ import main as bench_main
+
+            return bench_main(args.bench_args)
         if args.command == "run":
             run_recipe(args.recipe, args.output, _overrides(args.set))
         else:

@@ -3,11 +3,12 @@ import keras
 import tensorflow as tf
 
 from keras_lm.export.files import atomic_directory
+from keras_lm.tasks.task import trim_padding
 
 
 def _classifier_endpoint(task):
     def serve(text):
-        features = task.preprocessor(text)
+        features = trim_padding(task.preprocessor(text))
         logits = tf.cast(task(features, training=False), tf.float32)
         probabilities = tf.nn.softmax(logits, axis=-1)
         return {

@@ -134,7 +134,7 @@ def pretrain(
     )
     history = _LossHistory()
     start = time.time()
-    pretrainer.fit(train.repeat(), steps_per_epoch=steps, epochs=1, callbacks=[history])
+    pretrainer.fit(train.repeat(), steps_per_epoch=steps, epochs=1, callbacks=[history], shuffle=False)
     seconds = time.time() - start
     _stage("evaluating on the held-out works")
     before = _initial_validation(size, tokenizer, max_predictions, validation, seed)

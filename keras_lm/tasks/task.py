@@ -25,9 +25,9 @@ class Task(keras.Model):
     def _preprocess_element(self, *element):
         x, rest = element[0], element[1:]
         if isinstance(x, tuple) and len(x) == 2 and all(_is_text(t) for t in x):
-            features = self.preprocessor(x)  # a sentence pair
+            features = trim_padding(self.preprocessor(x))  # a sentence pair
         elif _is_text(x):
-            features = self.preprocessor(x)
+            features = trim_padding(self.preprocessor(x))
         else:
             features = x  # already preprocessed
         return (features, *rest) if rest else features
@@ -82,6 +82,23 @@ class Task(keras.Model):
         if not self._uses_preprocessing(x):
             return super().predict(x, batch_size=batch_size, **kwargs)
         return super().predict(self.preprocess_data(x, batch_size=batch_size), **kwargs)
+
+
+def trim_padding(features: dict) -> dict:
+    """Drops the trailing columns that are padding in every row of a batch.
+
+    Encoders mask padded positions, so outputs at real tokens do not change; short texts packed
+    to a long ``sequence_length`` then cost only as much as the longest text of their batch.
+    """
+    mask = features.get("padding_mask") if isinstance(features, dict) else None
+    if mask is None or mask.shape.rank != 2:
+        return features
+    length = tf.reduce_max(tf.reduce_sum(tf.cast(mask, tf.int32), axis=1))
+    length = tf.maximum(length, 1)
+    return {
+        name: value[:, :length] if value.shape.rank == 2 else value
+        for name, value in features.items()
+    }
 
 
 def _text_rank(dataset: tf.data.Dataset):

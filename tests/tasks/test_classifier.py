@@ -108,3 +108,16 @@ def test_clear_errors_for_bad_exports(exported, tmp_path):
         SavedModelEncoder(os.path.join(exported, "encoder"))
     with pytest.raises(ValueError, match="num_classes"):
         Classifier(keras_lm.applications.Bert("tiny", vocabulary_size=100), num_classes=1)
+
+
+def test_trimming_batch_padding_keeps_logits(parts, movie_sentences):
+    backbone, preprocessor = parts
+    classifier = Classifier(backbone, num_classes=2, preprocessor=preprocessor)
+    shortest = sorted(_data(movie_sentences)[0], key=len)[:8]
+    features = preprocessor(tf.constant(shortest))
+    trimmed = keras_lm.tasks.task.trim_padding(features)
+    longest = int(tf.reduce_max(tf.reduce_sum(tf.cast(features["padding_mask"], tf.int32), 1)))
+    assert trimmed["token_ids"].shape == (8, longest) and longest < 32
+    np.testing.assert_allclose(
+        classifier(trimmed, training=False), classifier(features, training=False), atol=1e-5
+    )

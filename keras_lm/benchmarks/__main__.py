@@ -1,0 +1,22 @@
+"""python -m keras_lm.benchmarks [--output DIR] [--sections mlm packing serving] [--quick] [--update-readme README.md]"""
+import argparse
+
+from keras_lm.benchmarks.runner import SECTIONS, run_benchmarks
+from keras_lm.benchmarks.table import format_table, update_readme
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="keras-lm bench", description="keras_lm vs keras-hub, side by side")
+    parser.add_argument("--output", default="runs/bench")
+    parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
+    parser.add_argument("--quick", action="store_true", help="tiny model, few steps (harness check)")
+    parser.add_argument("--update-readme", metavar="README", help="write the table into README's bench section")
+    args = parser.parse_args(argv)
+    results = run_benchmarks(args.output, args.sections, args.quick)
+    if args.update_readme:
+        update_readme(args.update_readme, format_table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
