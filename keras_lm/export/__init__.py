@@ -1,5 +1,6 @@
 """Exports: TF-Hub-style encoder pairs and string-in serving SavedModels."""
 from keras_lm.export.encoder import encoder
+from keras_lm.export.generation import generation_serving
 from keras_lm.export.serving import serving
 
-__all__ = ["encoder", "serving"]
+__all__ = ["encoder", "generation_serving", "serving"]

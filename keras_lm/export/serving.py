@@ -23,6 +23,8 @@ def serving(task, directory: str, overwrite: bool = False) -> str:
     """Exports `task` so that `serving_default` takes tf.string [batch] and returns named outputs.
 
     For a `Classifier`: {"probabilities": float32 [batch, classes], "label": int64 [batch]}.
+    For a `CausalLM` (or `keras_lm.pretraining.CausalLM`) with a tokenizer: `serving_default` takes
+    `prompts` and `max_new_tokens` and returns the generated `text`; see `keras_lm.export.generation`.
     Loading the export needs `import tensorflow_text` in the loading process (its tokenizer ops).
 
     Example:
@@ -30,15 +32,19 @@ def serving(task, directory: str, overwrite: bool = False) -> str:
         >>> served = tf.saved_model.load("serving/sentiment/1")  # doctest: +SKIP
         >>> served.signatures["serving_default"](text=tf.constant(["a gem"]))  # doctest: +SKIP
     """
-    from keras_lm.tasks import Classifier
+    from keras_lm.tasks import CausalLM, Classifier
 
+    if isinstance(task, CausalLM):
+        from keras_lm.export.generation import generation_serving
+
+        return generation_serving(task, directory, overwrite=overwrite)
     if getattr(task, "preprocessor", None) is None:
         raise ValueError(
             "keras_lm.export.serving needs a task with a preprocessor to take raw text; "
             "attach one (e.g. Classifier(..., preprocessor=BertPreprocessor(...)))."
         )
     if not isinstance(task, Classifier):
-        raise TypeError(f"No serving export for {type(task).__name__} yet; supported: Classifier.")
+        raise TypeError(f"No serving export for {type(task).__name__} yet; supported: Classifier, CausalLM.")
     print(f"[export] writing serving SavedModel to {directory}")
     with atomic_directory(directory, overwrite) as staging:
         archive = keras.export.ExportArchive()

@@ -5,8 +5,12 @@
 - ``next_sentence_pairs``: segment pairs, real successor or random, from tokenized documents.
 - ``next_sentence_dataset`` / ``masked_lm_dataset``: corpus → packed, masked training batches
   (what ``BertPretrainer.dataset`` / ``MaskedLM.dataset`` return).
+- ``CausalLM``: next-token prediction on packed documents, with held-out perplexity.
+- ``causal_lm_dataset``: corpus → multi-document packed causal-LM batches (``pack_documents``).
 """
 from keras_lm.pretraining.bert_pretrainer import BertPretrainer
+from keras_lm.pretraining.causal_lm import CausalLM
+from keras_lm.pretraining.causal_lm_data import causal_lm_dataset, pack_documents
 from keras_lm.pretraining.datasets import masked_lm_dataset, next_sentence_dataset
 from keras_lm.pretraining.masked_lm import MaskedLM
 from keras_lm.pretraining.masking import MaskedLMMasker
@@ -17,11 +21,14 @@ __all__ = [
     "IS_NEXT",
     "IS_RANDOM",
     "BertPretrainer",
+    "CausalLM",
     "MaskedLM",
     "MaskedLMMasker",
+    "causal_lm_dataset",
     "masked_lm_dataset",
     "next_sentence_dataset",
     "next_sentence_pairs",
+    "pack_documents",
     "pack_segments",
     "split_into_chunks",
     "split_into_segments",

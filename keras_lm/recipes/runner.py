@@ -14,6 +14,7 @@ import time
 
 import yaml
 
+from keras_lm.recipes import gpt
 from keras_lm.recipes import report as report_module
 from keras_lm.recipes import workflows
 
@@ -23,6 +24,9 @@ STEPS = {
     "finetune": workflows.finetune,
     "serve": workflows.serve,
     "report": report_module.report,
+    "train_byte_pair": gpt.train_byte_pair,
+    "pretrain_causal_lm": gpt.pretrain_causal_lm,
+    "generate": gpt.generate,
 }
 
 

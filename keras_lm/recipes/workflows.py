@@ -10,6 +10,7 @@ separate processes (the CLI) or one after another (a recipe):
     OUTPUT/serving/1/             string-in serving SavedModel (finetune)
     OUTPUT/metrics.json           every figure the steps produced
 """
+import contextlib
 import json
 import os
 import subprocess
@@ -105,16 +106,26 @@ def pretrain(
     warmup: int = 30,
     max_predictions: int = 20,
     seed: int = 0,
+    strategy: str | None = None,
+    mixed_precision: str | None = None,
+    backup_dir: str | None = None,
 ) -> str:
     """Pretrains `Bert(size)` with masked LM + next-sentence prediction for `steps` steps.
 
     Writes OUTPUT/pretrainer.keras and the encoder export OUTPUT/encoder; returns the latter.
+    Optional: `strategy` (a `keras_lm.training.strategy` name; the XLA choice follows it),
+    `mixed_precision` (a dtype policy for the model, e.g. "mixed_bfloat16") and `backup_dir`
+    (step-level backups: a killed run resumes where it stopped, see `resumable_fit`).
     """
     keras.utils.set_random_seed(seed)
     tokenizer = _load_tokenizer(output, vocabulary)
     preprocessor = keras_lm.tokenizers.BertPreprocessor(tokenizer, sequence_length=sequence_length)
-    backbone = keras_lm.applications.Bert(size, vocabulary_size=tokenizer.vocabulary_size())
-    pretrainer = keras_lm.pretraining.BertPretrainer(backbone, max_predictions=max_predictions)
+    distribution = keras_lm.training.strategy(strategy) if strategy else None
+    with distribution.scope() if distribution else contextlib.nullcontext():
+        backbone = keras_lm.applications.Bert(
+            size, vocabulary_size=tokenizer.vocabulary_size(), dtype=mixed_precision
+        )
+        pretrainer = keras_lm.pretraining.BertPretrainer(backbone, max_predictions=max_predictions)
     train = pretrainer.dataset(
         keras_lm.data.load(corpus, split="train"), preprocessor, batch_size=batch_size, seed=seed
     )
@@ -125,16 +136,27 @@ def pretrain(
         shuffle=False,
         seed=seed,
     )
-    pretrainer.compile(
-        optimizer=keras_lm.training.adamw(learning_rate, warmup=warmup, total=steps)
-    )
+    compile_options = {}
+    if distribution:
+        compile_options["jit_compile"] = keras_lm.training.jit_compile_for(distribution)
+    with distribution.scope() if distribution else contextlib.nullcontext():
+        pretrainer.compile(
+            optimizer=keras_lm.training.adamw(learning_rate, warmup=warmup, total=steps),
+            **compile_options,
+        )
     _stage(
         f"pretraining Bert('{size}') ({backbone.count_params():,} parameters) on '{corpus}': "
         f"{steps} steps of {batch_size}x{sequence_length} tokens"
     )
     history = _LossHistory()
     start = time.time()
-    pretrainer.fit(train.repeat(), steps_per_epoch=steps, epochs=1, callbacks=[history], shuffle=False)
+    if backup_dir:
+        keras_lm.training.resumable_fit(
+            pretrainer, train, backup_dir, epochs=1, steps_per_epoch=steps,
+            save_every=max(1, steps // 10), callbacks=[history], shuffle=False,
+        )
+    else:
+        pretrainer.fit(train.repeat(), steps_per_epoch=steps, epochs=1, callbacks=[history], shuffle=False)
     seconds = time.time() - start
     _stage("evaluating on the held-out works")
     before = _initial_validation(size, tokenizer, max_predictions, validation, seed)

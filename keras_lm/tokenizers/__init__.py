@@ -9,6 +9,7 @@ Example:
     TensorShape([1, 16])
 """
 from keras_lm.tokenizers.bert_preprocessor import BertPreprocessor
+from keras_lm.tokenizers.byte_pair import END_OF_TEXT, BytePair
 from keras_lm.tokenizers.word_piece import SPECIAL_TOKENS, WordPiece
 
-__all__ = ["BertPreprocessor", "SPECIAL_TOKENS", "WordPiece"]
+__all__ = ["BertPreprocessor", "BytePair", "END_OF_TEXT", "SPECIAL_TOKENS", "WordPiece"]

@@ -1,5 +1,42 @@
-"""Training utilities: optimizer presets and schedules."""
-from keras_lm.training.optimizers import adamw
-from keras_lm.training.schedules import WarmupLinearDecay
+"""Training utilities: strategies, speed paths, resumable fit, telemetry, optimizer presets.
 
-__all__ = ["adamw", "WarmupLinearDecay"]
+- ``strategy(name)``: a ``tf.distribute`` strategy ("auto", "one_device", "mirrored",
+  "multi_worker", "tpu"), with Keras 3's multi-worker ``fit`` gap closed
+  (``enable_multi_worker_fit``; a dead peer raises ``WorkerLostError``).
+- ``jit_compile_for(strategy)``: the XLA choice per strategy and device;
+  ``precision("mixed_bfloat16")``: the global Keras dtype policy.
+- ``resumable_fit`` / ``StepBackup``: step-level backups and data that resume after ``kill -9``.
+- ``Throughput``: tokens/s, examples/s and model FLOP/s in the logs.
+- ``adamw`` (with ``gradient_accumulation_steps``; exact for sparse embedding gradients,
+  see ``AdamW``) and ``WarmupLinearDecay``.
+"""
+from keras_lm.training.distribution import (
+    STRATEGY_NAMES,
+    WorkerLostError,
+    enable_multi_worker_fit,
+    is_multi_worker,
+    strategy,
+)
+from keras_lm.training.optimizers import AdamW, adamw
+from keras_lm.training.resume import CheckpointError, StepBackup, resumable_fit
+from keras_lm.training.schedules import WarmupLinearDecay
+from keras_lm.training.speed import jit_compile_for, precision
+from keras_lm.training.telemetry import Throughput, training_flops_per_token
+
+__all__ = [
+    "AdamW",
+    "STRATEGY_NAMES",
+    "CheckpointError",
+    "StepBackup",
+    "Throughput",
+    "WarmupLinearDecay",
+    "WorkerLostError",
+    "adamw",
+    "enable_multi_worker_fit",
+    "is_multi_worker",
+    "jit_compile_for",
+    "precision",
+    "resumable_fit",
+    "strategy",
+    "training_flops_per_token",
+]

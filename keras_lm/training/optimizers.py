@@ -1,10 +1,49 @@
 """Optimizer presets."""
 import keras
+import tensorflow as tf
 
 from keras_lm.training.schedules import WarmupLinearDecay
 
 #: Variables whose names contain one of these are not weight-decayed (biases and LayerNorm).
 NO_DECAY_NAMES = ("bias", "gamma", "beta", "layer_norm", "layernorm")
+
+
+@keras.saving.register_keras_serializable(package="keras_lm")
+class AdamW(keras.optimizers.AdamW):
+    """Keras AdamW whose sparse gradients (embedding lookups) are summed per row before the update.
+
+    Keras 3.15's Adam squares an ``IndexedSlices`` gradient entry by entry, so a token that appears
+    ``k`` times in a batch adds the sum of ``k`` squares to the second moment instead of the square
+    of the summed gradient: embedding rows then move differently from the dense computation (and
+    from gradient accumulation, which densifies). Summing duplicate rows first makes the update
+    exact; it is what TF1's optimizers did.
+
+    With ``gradient_accumulation_steps``, a learning-rate schedule is evaluated at the optimizer
+    step (``iterations``, updates applied) rather than at Keras' micro-step counter, so ``warmup``
+    and ``total`` count updates whether or not gradients are accumulated.
+    """
+
+    def apply(self, grads, trainable_variables=None):
+        return super().apply([_sum_duplicate_rows(g) for g in grads], trainable_variables)
+
+    def _all_reduce_sum_gradients(self, grads_and_vars):
+        # Under tf.distribute the replicas' sparse gradients are concatenated: sum their rows again.
+        reduced = super()._all_reduce_sum_gradients(grads_and_vars)
+        return [(_sum_duplicate_rows(g), v) for g, v in reduced]
+
+    def _get_current_learning_rate(self):
+        schedule = self._learning_rate
+        if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+            return schedule(self.iterations)
+        return super()._get_current_learning_rate()
+
+
+def _sum_duplicate_rows(gradient):
+    if gradient is None or not isinstance(gradient, tf.IndexedSlices):
+        return gradient
+    rows, positions = tf.unique(gradient.indices)
+    values = tf.math.unsorted_segment_sum(gradient.values, positions, tf.shape(rows)[0])
+    return tf.IndexedSlices(values, rows, gradient.dense_shape)
 
 
 def adamw(
@@ -16,7 +55,7 @@ def adamw(
     epsilon: float = 1e-6,
     clipnorm: float | None = 1.0,
     gradient_accumulation_steps: int | None = None,
-) -> keras.optimizers.AdamW:
+) -> AdamW:
     """AdamW with linear warmup and linear decay, no decay on biases and LayerNorm.
 
     Args:
@@ -37,7 +76,7 @@ def adamw(
     schedule = learning_rate
     if total is not None or warmup:
         schedule = WarmupLinearDecay(learning_rate, warmup=warmup, total=total)
-    optimizer = keras.optimizers.AdamW(
+    optimizer = AdamW(
         learning_rate=schedule,
         weight_decay=weight_decay,
         beta_2=beta_2,

@@ -27,6 +27,14 @@ def test_serving_section_writes_json_and_a_readme_table(tmp_path):
     assert "old" not in text and "| batch 1 |" in text and text.endswith("<!-- bench:end -->\nrest\n")
 
 
+def test_generation_section_matches_keras_hub_tokens(tmp_path):
+    results = run_benchmarks(str(tmp_path), sections=("generation",), quick=True)
+    assert set(results["generation"]["batches"]) == {"1", "8"}
+    for figures in results["generation"]["batches"].values():
+        assert figures["same_tokens_as_keras_hub"]
+    assert "(f) greedy generation tokens/s, batch 8" in format_table(results)
+
+
 @pytest.mark.slow
 def test_every_section_runs_in_quick_mode(tmp_path):
     results = run_benchmarks(str(tmp_path), quick=True)
@@ -35,3 +43,6 @@ def test_every_section_runs_in_quick_mode(tmp_path):
         assert runs[name]["tokens_per_second"] > 0 and 0 < runs[name]["fraction_of_peak"] < 2
     assert results["packing"]["non_padding_fraction"]["keras_lm_packed"] > 0.9
     assert results["packing"]["pipeline"]["ratio"] > 0
+    for figures in results["generation"]["batches"].values():
+        assert figures["same_tokens_as_keras_hub"]
+        assert figures["keras_lm_tokens_per_second"] > 0 and figures["keras_hub_tokens_per_second"] > 0

@@ -1,0 +1,120 @@
+"""Greedy generation throughput: keras_lm `CausalLM.generate` vs keras-hub `GPT2CausalLM.generate`.
+
+Both carry the same random weights (keras_lm imports keras-hub's backbone), decode greedily without
+stop tokens, and must produce the same tokens; HF transformers `GPT2LMHeadModel.generate` on torch runs
+too when installed (its own random weights: speed only).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+import keras
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerationConfig:
+    """GPT-2-style 6L/H512/A8, vocab 50257, 128 new tokens after a 32-token prompt."""
+
+    num_layers: int = 6
+    hidden_dim: int = 512
+    num_heads: int = 8
+    vocabulary_size: int = 50257
+    prompt_length: int = 32
+    new_tokens: int = 128
+    batch_sizes: tuple = (1, 8)
+    repeats: int = 3
+
+    @property
+    def label(self) -> str:
+        return (f"GPT-2-style {self.num_layers}L/H{self.hidden_dim}/A{self.num_heads}, vocab "
+                f"{self.vocabulary_size}, prompt {self.prompt_length}, {self.new_tokens} new tokens, greedy")
+
+
+QUICK = GenerationConfig(num_layers=2, hidden_dim=64, num_heads=2, vocabulary_size=1000,
+                         prompt_length=8, new_tokens=16, repeats=1)
+
+
+def _best_seconds(function, repeats: int) -> float:
+    function()  # compile / warm up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _torch_tokens_per_second(config: GenerationConfig, prompts: np.ndarray) -> float | None:
+    try:
+        import torch
+        import transformers
+    except ImportError:
+        return None
+    torch.manual_seed(0)
+    torch.set_num_threads(os.cpu_count() or 1)
+    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(
+        vocab_size=config.vocabulary_size, n_embd=config.hidden_dim, n_layer=config.num_layers,
+        n_head=config.num_heads, n_positions=1024)).eval()
+    ids = torch.from_numpy(prompts.astype("int64"))
+
+    def run():
+        with torch.no_grad():
+            model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                           max_new_tokens=config.new_tokens, min_new_tokens=config.new_tokens,
+                           pad_token_id=0)
+
+    return prompts.shape[0] * config.new_tokens / _best_seconds(run, config.repeats)
+
+
+def generation_throughput(config: GenerationConfig, log) -> dict:
+    import keras_hub
+
+    import keras_lm
+
+    keras.utils.set_random_seed(0)
+    hub_backbone = keras_hub.models.GPT2Backbone(
+        vocabulary_size=config.vocabulary_size, num_layers=config.num_layers,
+        num_heads=config.num_heads, hidden_dim=config.hidden_dim,
+        intermediate_dim=4 * config.hidden_dim, max_sequence_length=1024,
+    )
+    hub = keras_hub.models.GPT2CausalLM(backbone=hub_backbone, preprocessor=None)
+    hub.compile(sampler="greedy")
+    ours = keras_lm.tasks.CausalLM(keras_lm.applications.Gpt2.from_keras_hub(hub_backbone))
+    rng = np.random.default_rng(0)
+    results = {"config": config.label, "batches": {}}
+    for batch in config.batch_sizes:
+        prompts = rng.integers(1, config.vocabulary_size, (batch, config.prompt_length)).astype("int32")
+        total = config.prompt_length + config.new_tokens
+        hub_inputs = {
+            "token_ids": np.pad(prompts, ((0, 0), (0, config.new_tokens))),
+            "padding_mask": np.arange(total)[None, :].repeat(batch, 0) < config.prompt_length,
+        }
+        log(f"(f) generation, batch {batch}: keras_lm")
+        ours_out = {}
+
+        def run_ours():
+            ours_out["ids"] = ours.generate(prompts, max_new_tokens=config.new_tokens)
+
+        ours_seconds = _best_seconds(run_ours, config.repeats)
+        log(f"(f) generation, batch {batch}: keras-hub")
+        hub_out = {}
+
+        def run_hub():
+            hub_out["ids"] = hub.generate(hub_inputs, stop_token_ids=None)
+
+        hub_seconds = _best_seconds(run_hub, config.repeats)
+        same = bool(np.array_equal(np.asarray(ours_out["ids"])[:, :total],
+                                   np.asarray(hub_out["ids"]["token_ids"])))
+        log(f"(f) generation, batch {batch}: HF torch (when installed)")
+        torch_rate = _torch_tokens_per_second(config, prompts)
+        new = batch * config.new_tokens
+        results["batches"][str(batch)] = {
+            "keras_lm_tokens_per_second": new / ours_seconds,
+            "keras_hub_tokens_per_second": new / hub_seconds,
+            "hf_torch_tokens_per_second": torch_rate,
+            "same_tokens_as_keras_hub": same,
+        }
+    return results

@@ -1,0 +1,208 @@
+"""GPT-style workflows: a byte-level BPE, causal-LM pretraining with packing, generation.
+
+Their keyword arguments are the keys of the steps of ``applications/gpt_pretrain.yaml``. Files
+under the output directory:
+
+    OUTPUT/byte_pair/vocab.json, merges.txt   the BytePair tokenizer (train_byte_pair)
+    OUTPUT/causal_lm.keras                     the pretrained CausalLM (pretrain_causal_lm)
+    OUTPUT/serving/1/                          generation serving SavedModel (pretrain_causal_lm)
+    OUTPUT/metrics.json                        perplexity before/after, generated samples
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+
+import keras
+
+import keras_lm
+from keras_lm.recipes.workflows import _LossHistory, _stage, _update_metrics
+
+TOKENIZER_DIR = "byte_pair"
+MODEL_FILE = "causal_lm.keras"
+SERVING_DIR = os.path.join("serving", "1")
+ARCHITECTURES = ("gpt2", "llama")
+
+
+def train_byte_pair(
+    output: str,
+    corpus: str = "shakespeare",
+    vocabulary_size: int = 4000,
+    gpt2: bool = False,
+) -> str:
+    """Trains a byte-level BPE on the corpus' train split (or, with ``gpt2``, takes GPT-2's files).
+
+    Writes OUTPUT/byte_pair/vocab.json and merges.txt; returns that directory.
+    """
+    start = time.time()
+    if gpt2:
+        _stage("using GPT-2's byte-level BPE (50,257 tokens)")
+        tokenizer = keras_lm.tokenizers.BytePair.gpt2()
+    else:
+        _stage(f"training a {vocabulary_size}-token byte-level BPE on '{corpus}' (train split)")
+        tokenizer = keras_lm.tokenizers.BytePair.train(
+            keras_lm.data.load(corpus, split="train"), vocabulary_size=vocabulary_size
+        )
+    directory = os.path.join(output, TOKENIZER_DIR)
+    tokenizer.save_vocabulary(directory)
+    _update_metrics(
+        output,
+        "byte_pair",
+        {"size": int(tokenizer.vocabulary_size()), "gpt2": bool(gpt2), "seconds": round(time.time() - start, 1)},
+    )
+    return directory
+
+
+def _backbone(architecture: str, size: str, vocabulary_size: int, sequence_length: int, dtype):
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"Unknown architecture {architecture!r}; use one of {', '.join(ARCHITECTURES)}.")
+    constructor = keras_lm.applications.Gpt2 if architecture == "gpt2" else keras_lm.applications.Llama
+    return constructor(size, vocabulary_size=vocabulary_size, max_sequence_length=sequence_length, dtype=dtype)
+
+
+def _perplexity(metrics: dict) -> float:
+    return float(metrics.get("perplexity", math.exp(float(metrics["loss"]))))
+
+
+def pretrain_causal_lm(
+    output: str,
+    corpus: str = "shakespeare",
+    architecture: str = "gpt2",
+    size: str = "tiny",
+    tokenizer: str | None = None,
+    sequence_length: int = 128,
+    batch_size: int = 16,
+    steps: int = 200,
+    learning_rate: float = 1e-3,
+    warmup: int = 20,
+    eval_batches: int = 10,
+    reset_attention: bool = False,
+    seed: int = 0,
+    mixed_precision: str | None = None,
+) -> str:
+    """Pretrains ``Gpt2(size)`` or ``Llama(size)`` on packed rows of the corpus for ``steps`` steps.
+
+    Held-out perplexity (the validation split) before and after goes to metrics.json; writes
+    OUTPUT/causal_lm.keras and the generation serving export OUTPUT/serving/1 (returned).
+    ``tokenizer`` is a BytePair directory (default OUTPUT/byte_pair); the context length is
+    ``sequence_length``.
+    """
+    keras.utils.set_random_seed(seed)
+    directory = tokenizer or os.path.join(output, TOKENIZER_DIR)
+    if not os.path.exists(os.path.join(directory, "vocab.json")):
+        raise FileNotFoundError(f"No BytePair vocabulary in '{directory}'; run the train_byte_pair step first.")
+    byte_pair = keras_lm.tokenizers.BytePair.from_directory(directory)
+    backbone = _backbone(architecture, size, byte_pair.vocabulary_size(), sequence_length, mixed_precision)
+    model = keras_lm.pretraining.CausalLM(backbone, byte_pair)
+    train = model.dataset(
+        keras_lm.data.load(corpus, split="train"), sequence_length=sequence_length, batch_size=batch_size,
+        seed=seed, reset_attention=reset_attention,
+    )
+    validation = model.dataset(
+        keras_lm.data.load(corpus, split="validation"), sequence_length=sequence_length, batch_size=batch_size,
+        shuffle=False, reset_attention=reset_attention,
+    ).take(eval_batches).cache()
+    model.compile(optimizer=keras_lm.training.adamw(learning_rate, warmup=warmup, total=steps))
+    _stage("held-out perplexity of the untrained model")
+    before = model.evaluate(validation, return_dict=True, verbose=0)
+    _stage(
+        f"pretraining {architecture}('{size}') ({backbone.count_params():,} parameters) on '{corpus}': "
+        f"{steps} steps of {batch_size}x{sequence_length} packed tokens"
+    )
+    history = _LossHistory()
+    start = time.time()
+    model.fit(train.repeat(), steps_per_epoch=steps, epochs=1, callbacks=[history])
+    seconds = time.time() - start
+    after = model.evaluate(validation, return_dict=True, verbose=0)
+    print(f"   held-out perplexity {_perplexity(before):.1f} -> {_perplexity(after):.1f}", flush=True)
+    model.save(os.path.join(output, MODEL_FILE))
+    serving = keras_lm.export.serving(model, os.path.join(output, SERVING_DIR), overwrite=True)
+    _update_metrics(
+        output,
+        "causal_lm_pretraining",
+        {
+            "architecture": architecture,
+            "size": size,
+            "parameters": int(backbone.count_params()),
+            "steps": steps,
+            "batch_size": batch_size,
+            "sequence_length": sequence_length,
+            "seconds": round(seconds, 1),
+            "tokens_per_second": round(steps * batch_size * sequence_length / seconds, 1),
+            "train_loss_curve": history.losses,
+            "validation_perplexity_before": _perplexity(before),
+            "validation_perplexity_after": _perplexity(after),
+        },
+    )
+    return serving
+
+
+def generate_text(model: str, prompts, max_new_tokens: int = 32) -> list[str]:
+    """Continuations of ``prompts`` by a generation serving export (a directory) or a ``.keras`` CausalLM."""
+    prompts = [str(p) for p in prompts]
+    if not os.path.exists(model):
+        raise FileNotFoundError(f"No serving export or .keras file at '{model}'.")
+    if os.path.isdir(model):
+        import tensorflow as tf
+        import tensorflow_text  # noqa: F401  (tokenizer ops used by the serving graph)
+
+        served = tf.saved_model.load(model)
+        if "serving_default" not in served.signatures:
+            raise ValueError(f"'{model}' has no serving_default signature.")
+        try:
+            outputs = served.signatures["serving_default"](
+                prompts=tf.constant(prompts, tf.string), max_new_tokens=tf.constant(max_new_tokens, tf.int32)
+            )
+        except TypeError as error:
+            raise ValueError(f"'{model}' is not a generation export: {error}") from None
+        except tf.errors.InvalidArgumentError as error:
+            found = re.search(r"(max_new_tokens must be [^\]]*\)|max_new_tokens must be >= 0|Empty prompt[^\]]*)",
+                              error.message)
+            raise ValueError(found.group(1) if found else error.message.strip().splitlines()[-1]) from None
+        if "text" not in outputs:
+            raise ValueError(f"'{model}' is not a generation export (its outputs: {', '.join(sorted(outputs))}).")
+        return [t.decode("utf-8", errors="replace") for t in outputs["text"].numpy().tolist()]
+    task = keras.saving.load_model(model)
+    if not isinstance(task, keras_lm.tasks.CausalLM):
+        raise ValueError(f"'{model}' holds a {type(task).__name__}, not a CausalLM.")
+    texts = task.generate(prompts, max_new_tokens=max_new_tokens)
+    return [text[len(prompt):] if text.startswith(prompt) else text for prompt, text in zip(prompts, texts)]
+
+
+GENERATE_SCRIPT = r"""
+import json, sys
+from keras_lm.recipes.gpt import generate_text
+model, max_new_tokens, prompts = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+print("RESULT " + json.dumps(generate_text(model, prompts, max_new_tokens)))
+"""
+
+
+def generate(
+    output: str,
+    prompts: tuple = ("To be, or not to be", "ROMEO. ", "My lord,"),
+    max_new_tokens: int = 32,
+    model: str | None = None,
+) -> list:
+    """Generates continuations of ``prompts`` from the serving export in a fresh process; prints them."""
+    model = model or os.path.join(output, SERVING_DIR)
+    _stage(f"generating from {len(prompts)} prompts with {model} in a fresh process")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    process = subprocess.run(
+        [sys.executable, "-c", GENERATE_SCRIPT, model, str(max_new_tokens), json.dumps(list(prompts))],
+        capture_output=True, text=True, env=env,
+    )
+    if process.returncode != 0:
+        raise RuntimeError(f"Generation process failed:\n{process.stderr[-2000:]}")
+    line = [row for row in process.stdout.splitlines() if row.startswith("RESULT ")][-1]
+    texts = json.loads(line[len("RESULT "):])
+    samples = []
+    for prompt, text in zip(prompts, texts):
+        print(f"   {prompt!r} -> {text!r}", flush=True)
+        samples.append({"prompt": prompt, "text": text})
+    _update_metrics(output, "generation", {"max_new_tokens": max_new_tokens, "samples": samples})
+    return samples

@@ -1,0 +1,450 @@
+"""Causal language modelling on a decoder backbone: next-token logits for fit, and fast generation.
+
+Generation runs the whole decoding loop (prompt prefill, then one token per step through the KV
+cache) as one ``tf.function``, XLA-compiled by default (see ``default_jit_compile``).
+To avoid retracing and recompiling on every call, the batch size, the longest prompt and the
+total length (longest prompt + new tokens) are padded to buckets (powers of two; at least 16
+positions, capped at the context length), and the prompt lengths, the number of new tokens and
+the stop tokens are tensors, not constants: calls whose shapes fall in the same buckets reuse one
+traced function.
+"""
+from __future__ import annotations
+
+import keras
+import keras_hub
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+SAMPLER_ALIASES = {"temperature": "random"}
+_MIN_BUCKET = 16
+
+
+def _bucket(n: int, minimum: int = 1) -> int:
+    """The smallest power of two >= max(n, minimum)."""
+    n = max(int(n), minimum, 1)
+    return 1 << (n - 1).bit_length()
+
+
+def default_jit_compile() -> bool:
+    """Whether generation compiles with XLA by default: yes, on every device.
+
+    Measured on a shared 2-core CPU (GPT-2-style 6L/512/8H, vocabulary 50257, 8-token prompt,
+    64 new tokens, best of 5 interleaved runs): batch 1 XLA 70.9 vs plain graph 72.0 tokens/s (a
+    tie), batch 8 XLA 216.7 vs 172.5 tokens/s. GPUs and TPUs gain more from XLA. Pass
+    ``jit_compile=False`` to ``generate`` to run the same bucketed ``tf.function`` without XLA.
+    """
+    return True
+
+
+def _tokenizer_of(preprocessor_or_tokenizer):
+    return getattr(preprocessor_or_tokenizer, "tokenizer", preprocessor_or_tokenizer)
+
+
+def _to_lists(values) -> list:
+    """Tokenizer outputs (ragged or dense tensors, arrays or lists) as Python lists."""
+    if isinstance(values, tf.RaggedTensor):
+        return values.to_list()
+    if hasattr(values, "numpy"):
+        values = values.numpy()
+    if isinstance(values, np.ndarray):
+        return values.tolist()
+    return list(values)
+
+
+def _is_string(x) -> bool:
+    return isinstance(x, (str, bytes))
+
+
+def zero_cache(backbone, batch_size, max_length) -> tuple:
+    """The backbone's zero KV cache; ``batch_size`` and ``max_length`` may be scalar tensors."""
+    if isinstance(batch_size, (int, np.integer)) and isinstance(max_length, (int, np.integer)):
+        return backbone.init_cache(int(batch_size), int(max_length))
+    dtype = backbone.transformer_layers[0].compute_dtype
+    return tuple(
+        ops.zeros(block.self_attention.cache_shape(batch_size, max_length), dtype=dtype)
+        for block in backbone.transformer_layers
+    )
+
+
+def prefilled_cache(backbone, token_ids, prefill_length):
+    """A KV cache holding the first ``prefill_length`` positions of ``token_ids`` ``[B, total]``."""
+    batch, total = token_ids.shape
+    batch = ops.shape(token_ids)[0] if batch is None else batch
+    total = ops.shape(token_ids)[1] if total is None else total
+    cache = zero_cache(backbone, batch, total)
+    _, _, cache = backbone.call_with_cache(token_ids[:, :prefill_length], cache, 0)
+    return cache
+
+
+def next_logits(backbone, tokens, cache, index):
+    """Logits ``[B, V]`` for position ``index`` from the token at ``index - 1`` (and the new cache)."""
+    batch = ops.shape(tokens)[0]
+    previous = ops.slice(tokens, (0, index - 1), (batch, 1))
+    logits, hidden, cache = backbone.call_with_cache(previous, cache, index - 1)
+    return logits[:, 0, :], hidden[:, 0, :], cache
+
+
+def sampler_next_token(sampler):
+    """``next_token(logits, index)`` for ``decode_tokens`` from a keras-hub sampler."""
+
+    def next_token(logits, index):
+        return sampler.get_next_token(sampler.compute_probabilities(logits))
+
+    return next_token
+
+
+def decode_tokens(backbone, next_token, token_ids, prompt_mask, start_index, end_index, stop_token_ids,
+                  prefill_length):
+    """The decoding loop shared by ``CausalLM.generate`` and the generation serving export.
+
+    Positions ``start_index … end_index - 1`` of ``token_ids`` ``[B, total]`` are filled one at a
+    time through the KV cache: prompt positions (``prompt_mask`` True) keep their token, the others
+    get ``next_token(logits [B, V] float32, index)``. The loop stops early once every row has
+    produced one of ``stop_token_ids`` (``[S]`` int32, -1 for unused slots). Shapes may be dynamic;
+    the loop is a ``tf.while_loop`` usable with or without XLA.
+
+    Returns:
+        int32 ``[B, total]`` tokens (positions after a row's stop token hold unused tokens).
+    """
+    cache = prefilled_cache(backbone, token_ids, prefill_length)
+    batch = ops.shape(token_ids)[0]
+    done = ops.zeros((batch,), "bool")
+
+    def cond(tokens, cache, index, done):
+        return ops.logical_and(index < end_index, ops.logical_not(ops.all(done)))
+
+    def body(tokens, cache, index, done):
+        logits, _, cache = next_logits(backbone, tokens, cache, index)
+        token = ops.cast(next_token(logits, index), "int32")
+        in_prompt = ops.slice(prompt_mask, (0, index), (batch, 1))[:, 0]
+        token = ops.where(in_prompt, ops.slice(tokens, (0, index), (batch, 1))[:, 0], token)
+        tokens = ops.slice_update(tokens, (0, index), token[:, None])
+        is_stop = ops.any(ops.equal(token[:, None], stop_token_ids[None, :]), axis=-1)
+        done = ops.logical_or(done, ops.logical_and(is_stop, ops.logical_not(in_prompt)))
+        return tokens, cache, index + 1, done
+
+    maximum = token_ids.shape[1] if token_ids.shape[1] is not None else ops.shape(token_ids)[1]
+    tokens, _, _, _ = ops.while_loop(cond, body, (token_ids, cache, start_index, done), maximum_iterations=maximum)
+    return tokens
+
+
+class _GenerationState:
+    """Traced generation functions and resolved samplers of one CausalLM (kept out of checkpoints)."""
+
+    def __init__(self):
+        self.functions = {}
+        self.samplers = {}
+
+
+@keras.saving.register_keras_serializable(package="keras_lm")
+class CausalLM(keras.Model):
+    """A decoder backbone with its language-model head, trainable with ``fit`` and able to ``generate``.
+
+    ``call(features)`` maps ``{"token_ids", "padding_mask"}`` (or a bare ``token_ids`` tensor) to
+    float32 next-token logits ``[batch, length, vocabulary_size]``; ``compile()`` defaults to sparse
+    cross-entropy from logits, weighted by the dataset's ``sample_weight`` (use it to mask padding
+    or prompt tokens).
+
+    Args:
+        backbone: a ``keras_lm.models.Decoder`` (e.g. ``keras_lm.applications.Gpt2("tiny")``).
+        preprocessor_or_tokenizer: optional; a keras-hub-style tokenizer (``tokenizer(strings)`` ->
+            ids, ``tokenizer.detokenize(ids)`` -> strings) or a preprocessor with a ``.tokenizer``;
+            needed to generate from strings.
+        start_token_id: token prepended to empty prompts; defaults to the tokenizer's
+            ``start_token_id`` when it has one. Without it an empty prompt is an error.
+
+    Example:
+        >>> import keras_hub, keras_lm
+        >>> backbone = keras_lm.applications.Gpt2("tiny", vocabulary_size=256, max_sequence_length=64)
+        >>> lm = CausalLM(backbone, keras_hub.tokenizers.ByteTokenizer())
+        >>> len(lm.generate([[1, 2, 3]], max_new_tokens=4)[0])
+        7
+        >>> isinstance(lm.generate("To be", max_new_tokens=3), str)
+        True
+    """
+
+    def __init__(self, backbone, preprocessor_or_tokenizer=None, start_token_id: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if not hasattr(backbone, "call_with_cache") or not hasattr(backbone, "logits"):
+            raise TypeError(
+                f"CausalLM needs a keras_lm decoder backbone (with `logits` and `call_with_cache`), "
+                f"got {type(backbone).__name__}."
+            )
+        self.backbone = backbone
+        self.preprocessor = preprocessor_or_tokenizer
+        self.start_token_id = start_token_id
+        self._generation = _GenerationState()  # a plain object: not tracked, not saved
+        self.generate_trace_count = 0  # number of times a generation function was traced
+        self.built = True  # the backbone is built; the head has no weights of its own
+
+    @classmethod
+    def from_keras_file(cls, path: str, preprocessor_or_tokenizer=None, **kwargs) -> "CausalLM":
+        """Starts from a ``.keras`` file holding a decoder backbone or a model with a ``.backbone``."""
+        from keras_lm.tasks.classifier import load_backbone_file
+
+        return cls(load_backbone_file(path), preprocessor_or_tokenizer, **kwargs)
+
+    # --- training -----------------------------------------------------------------------------
+    def call(self, features, training=None):
+        if not isinstance(features, dict):
+            token_ids = ops.convert_to_tensor(features)
+            features = {"token_ids": token_ids, "padding_mask": ops.ones_like(token_ids, dtype="int32")}
+        hidden = self.backbone(
+            {"token_ids": features["token_ids"], "padding_mask": features["padding_mask"]}, training=training
+        )["sequence_output"]
+        return self.backbone.logits(hidden)
+
+    def compile(self, optimizer="adam", loss="auto", weighted_metrics="auto", **kwargs):
+        """Defaults: sparse categorical cross-entropy from logits and a weighted token accuracy."""
+        if loss == "auto":
+            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        if weighted_metrics == "auto":
+            weighted_metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+        super().compile(optimizer=optimizer, loss=loss, weighted_metrics=weighted_metrics, **kwargs)
+
+    # --- generation ---------------------------------------------------------------------------
+    @property
+    def tokenizer(self):
+        return None if self.preprocessor is None else _tokenizer_of(self.preprocessor)
+
+    def _resolve_sampler(self, sampler):
+        if isinstance(sampler, keras_hub.samplers.Sampler):
+            chosen = sampler
+        elif isinstance(sampler, str):
+            name = SAMPLER_ALIASES.get(sampler, sampler)
+            if name not in self._generation.samplers:
+                try:
+                    resolved = keras_hub.samplers.get(name)
+                except (ValueError, TypeError):
+                    resolved = None
+                if not isinstance(resolved, keras_hub.samplers.Sampler):
+                    raise ValueError(
+                        f"Unknown sampler {sampler!r}; use greedy, temperature, top_k, top_p, beam or a "
+                        "keras_hub.samplers.Sampler instance."
+                    )
+                self._generation.samplers[name] = resolved
+            chosen = self._generation.samplers[name]
+        else:
+            raise TypeError(f"`sampler` must be a name or a keras_hub.samplers.Sampler, got {type(sampler).__name__}.")
+        if isinstance(chosen, keras_hub.samplers.ContrastiveSampler):
+            raise ValueError("The contrastive sampler is not supported by CausalLM.generate.")
+        return chosen
+
+    def _encode_prompts(self, prompts):
+        """``(list of token-id lists, kind)``; kind tells ``generate`` how to format the answer."""
+        if isinstance(prompts, dict):
+            if "token_ids" not in prompts:
+                raise ValueError("A dict of prompts needs 'token_ids' (and optionally 'padding_mask').")
+            token_ids = np.asarray(prompts["token_ids"])
+            if token_ids.ndim != 2:
+                raise ValueError(f"prompts['token_ids'] must be [batch, length], got shape {token_ids.shape}.")
+            mask = np.asarray(prompts.get("padding_mask", np.ones_like(token_ids))) != 0
+            return [row[keep].tolist() for row, keep in zip(token_ids, mask)], "dict"
+        if isinstance(prompts, tf.Tensor):
+            prompts = prompts.numpy()
+        if _is_string(prompts):
+            return self._tokenize([prompts]), "string"
+        if isinstance(prompts, np.ndarray):
+            if prompts.dtype.kind in "OSU":
+                return self._tokenize(list(prompts.reshape(-1))), "strings"
+            if prompts.ndim == 1:
+                return [prompts.tolist()], "ids"
+            if prompts.ndim == 2:
+                return prompts.tolist(), "batch_ids"
+            raise ValueError(f"Token-id prompts must be 1-D or 2-D, got shape {prompts.shape}.")
+        if isinstance(prompts, (list, tuple)):
+            if len(prompts) == 0:
+                raise ValueError("`prompts` is an empty batch.")
+            if all(_is_string(p) for p in prompts):
+                return self._tokenize(list(prompts)), "strings"
+            if all(isinstance(p, (int, np.integer)) for p in prompts):
+                return [[int(p) for p in prompts]], "ids"
+            rows = [np.asarray(p).reshape(-1).tolist() for p in prompts]
+            if all(all(isinstance(t, int) for t in row) for row in rows):
+                return rows, "batch_ids"
+        raise TypeError(
+            "`prompts` must be a string, a list of strings, token ids (a list, a list of lists or an "
+            "array) or a dict with 'token_ids' and 'padding_mask'."
+        )
+
+    def _tokenize(self, texts):
+        if self.tokenizer is None:
+            raise ValueError("Generating from strings needs a tokenizer: CausalLM(backbone, tokenizer).")
+        texts = [t if isinstance(t, bytes) else str(t).encode("utf-8") for t in texts]
+        return [[int(t) for t in row] for row in _to_lists(self.tokenizer(tf.constant(texts, dtype=tf.string)))]
+
+    def _detokenize(self, rows):
+        texts = _to_lists(self.tokenizer.detokenize(tf.ragged.constant(rows, dtype=tf.int32)))
+        return [t.decode("utf-8", errors="replace") if isinstance(t, bytes) else str(t) for t in texts]
+
+    def _start_token(self):
+        if self.start_token_id is not None:
+            return int(self.start_token_id)
+        token = getattr(self.tokenizer, "start_token_id", None) if self.tokenizer is not None else None
+        return None if token is None else int(token)
+
+    def _prepare(self, rows, max_new_tokens):
+        context = self.backbone.max_sequence_length
+        if not isinstance(max_new_tokens, (int, np.integer)) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
+            raise ValueError(f"`max_new_tokens` must be a positive integer, got {max_new_tokens!r}.")
+        if max_new_tokens >= context:
+            raise ValueError(
+                f"max_new_tokens={max_new_tokens} leaves no room for a prompt in the context of "
+                f"{context} tokens."
+            )
+        vocabulary = self.backbone.vocabulary_size
+        prepared = []
+        for row in rows:
+            if not row:
+                start = self._start_token()
+                if start is None:
+                    raise ValueError(
+                        "Empty prompt: there is no token to condition on. Pass `start_token_id` to "
+                        "CausalLM (e.g. the end-of-text token) or give at least one token."
+                    )
+                row = [start]
+            bad = [t for t in row if not 0 <= t < vocabulary]
+            if bad:
+                raise ValueError(f"Token id {bad[0]} is outside the vocabulary [0, {vocabulary}).")
+            # Prompts longer than the context left over for new tokens keep their most recent tokens.
+            prepared.append(list(row[-(context - max_new_tokens):]))
+        return prepared
+
+    def generate(self, prompts, max_new_tokens: int = 32, sampler="greedy", stop_token_ids=None,
+                 jit_compile: bool | None = None):
+        """Continues each prompt by up to ``max_new_tokens`` tokens.
+
+        Args:
+            prompts: a string or a list of strings (needs a tokenizer); token ids as a list, a
+                list of lists (prompts of different lengths) or a 2-D array; or a dict with
+                ``token_ids`` and ``padding_mask`` (left- or right-padded; padding is dropped).
+            max_new_tokens: tokens to add to every prompt (fewer if a stop token comes first).
+            sampler: ``"greedy"``, ``"temperature"`` (= ``"random"``), ``"top_k"``, ``"top_p"``,
+                ``"beam"`` or a ``keras_hub.samplers.Sampler`` (e.g. ``TopKSampler(k=5, seed=1)``).
+            stop_token_ids: token ids ending a row's generation (kept in id outputs, dropped from
+                text outputs). Defaults to the tokenizer's ``end_token_id`` when generating from text.
+            jit_compile: compile the decoding loop with XLA; None uses ``default_jit_compile()``.
+
+        Returns:
+            The same kind as ``prompts``: a string / list of strings (prompt + completion), a
+            list of ids / list of lists (prompt + new tokens), or a dict with right-padded
+            ``token_ids`` and ``padding_mask``.
+
+        A prompt longer than ``max_sequence_length - max_new_tokens`` is truncated from the left
+        (its most recent tokens are kept); an empty prompt starts from ``start_token_id``.
+        Beam search compiles one function per exact total length (its search horizon is the
+        buffer length); the other samplers reuse one function per shape bucket.
+        """
+        rows, kind = self._encode_prompts(prompts)
+        if stop_token_ids is None and kind in ("string", "strings"):
+            end = getattr(self.tokenizer, "end_token_id", None)
+            stop_token_ids = [] if end is None else [int(end)]
+        stop_token_ids = [int(t) for t in (stop_token_ids or [])]
+        rows = self._prepare(rows, max_new_tokens)
+        sampler = self._resolve_sampler(sampler)
+        generated = self._generate_ids(rows, int(max_new_tokens), sampler, stop_token_ids,
+                                       default_jit_compile() if jit_compile is None else bool(jit_compile))
+        return self._format(generated, rows, kind, stop_token_ids)
+
+    def _generate_ids(self, rows, max_new_tokens, sampler, stop_token_ids, jit_compile):
+        lengths = np.array([len(r) for r in rows], "int32")
+        longest, shortest = int(lengths.max()), int(lengths.min())
+        needed = longest + max_new_tokens
+        context = self.backbone.max_sequence_length
+        beam = isinstance(sampler, keras_hub.samplers.BeamSampler)
+        total = needed if beam else min(_bucket(needed, _MIN_BUCKET), context)
+        prefill = min(_bucket(longest, _MIN_BUCKET), total)
+        batch = len(rows) if beam else _bucket(len(rows))
+        # Extra rows (batch bucket) repeat the first prompt; their output is dropped.
+        padded_rows = rows + [rows[0]] * (batch - len(rows))
+        token_ids = np.zeros((batch, total), "int32")
+        prompt_mask = np.zeros((batch, total), bool)
+        for i, row in enumerate(padded_rows):
+            token_ids[i, :len(row)] = row
+            prompt_mask[i, :len(row)] = True
+        stops = stop_token_ids + [-1] * (_bucket(len(stop_token_ids), 4) - len(stop_token_ids))
+        function = self._generate_function(sampler, jit_compile, beam)
+        output = function(
+            tf.constant(token_ids), tf.constant(prompt_mask), tf.constant(shortest, tf.int32),
+            tf.constant(needed, tf.int32), tf.constant(stops, tf.int32), prefill,
+        )
+        output = np.asarray(output)[: len(rows)]
+        return [output[i, : lengths[i] + max_new_tokens].tolist() for i in range(len(rows))]
+
+    def _generate_function(self, sampler, jit_compile, beam):
+        key = (id(sampler), jit_compile)
+        if key not in self._generation.functions:
+            body = self._beam_search if beam else self._sample_loop
+
+            def generate_tokens(token_ids, prompt_mask, start_index, end_index, stop_token_ids, prefill_length):
+                self.generate_trace_count += 1
+                return body(sampler, token_ids, prompt_mask, start_index, end_index, stop_token_ids, prefill_length)
+
+            self._generation.functions[key] = (
+                tf.function(generate_tokens, jit_compile=jit_compile, reduce_retracing=False), sampler
+            )
+        return self._generation.functions[key][0]
+
+    def _prefilled_cache(self, token_ids, prefill_length):
+        return prefilled_cache(self.backbone, token_ids, prefill_length)
+
+    def _next(self, tokens, cache, index):
+        """Logits ``[B, V]`` for position ``index`` from the token at ``index - 1``."""
+        return next_logits(self.backbone, tokens, cache, index)
+
+    def _sample_loop(self, sampler, token_ids, prompt_mask, start_index, end_index, stop_token_ids, prefill_length):
+        return decode_tokens(self.backbone, sampler_next_token(sampler), token_ids, prompt_mask, start_index,
+                             end_index, stop_token_ids, prefill_length)
+
+    def _beam_search(self, sampler, token_ids, prompt_mask, start_index, end_index, stop_token_ids,
+                     prefill_length):
+        cache = self._prefilled_cache(token_ids, prefill_length)
+        return sampler(self._next, token_ids, cache=cache, index=start_index, mask=prompt_mask,
+                       stop_token_ids=None, model=self)
+
+    def _format(self, generated, rows, kind, stop_token_ids):
+        stops = set(stop_token_ids)
+        cut = []
+        for prompt, sequence in zip(rows, generated):
+            end = len(sequence)
+            for position in range(len(prompt), len(sequence)):
+                if sequence[position] in stops:
+                    end = position + 1
+                    break
+            cut.append(sequence[:end])
+        if kind == "ids":
+            return cut[0]
+        if kind == "batch_ids":
+            return cut
+        if kind == "dict":
+            width = max(len(s) for s in cut)
+            token_ids = np.zeros((len(cut), width), "int32")
+            padding_mask = np.zeros((len(cut), width), "int32")
+            for i, sequence in enumerate(cut):
+                token_ids[i, : len(sequence)] = sequence
+                padding_mask[i, : len(sequence)] = 1
+            return {"token_ids": token_ids, "padding_mask": padding_mask}
+        texts = self._detokenize([[t for t in s if t not in stops] for s in cut])
+        return texts[0] if kind == "string" else texts
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            "preprocessor_or_tokenizer": keras.saving.serialize_keras_object(self.preprocessor)
+            if self.preprocessor is not None
+            else None,
+            "start_token_id": self.start_token_id,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        if config.get("preprocessor_or_tokenizer") is not None:
+            config["preprocessor_or_tokenizer"] = keras.saving.deserialize_keras_object(
+                config["preprocessor_or_tokenizer"]
+            )
+        return cls(**config)

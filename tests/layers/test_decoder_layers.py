@@ -1,0 +1,97 @@
+import doctest
+import importlib
+
+import keras
+import numpy as np
+import pytest
+
+from keras_lm.layers import GatedFeedForward, RMSNorm, RotaryEmbedding, TransformerDecoderBlock, rotary_angles
+
+
+def test_rms_norm_matches_numpy_and_keeps_statistics_in_float32():
+    x = np.random.default_rng(0).normal(size=(2, 3, 8)).astype("float32") * 5
+    layer = RMSNorm(epsilon=1e-5)
+    layer.build(x.shape)
+    layer.scale.assign(np.linspace(0.5, 2.0, 8).astype("float32"))
+    expected = x / np.sqrt((x**2).mean(-1, keepdims=True) + 1e-5) * np.linspace(0.5, 2.0, 8)
+    np.testing.assert_allclose(np.asarray(layer(x)), expected, atol=1e-5)
+    mixed = RMSNorm(epsilon=1e-5, dtype="mixed_bfloat16")
+    out = mixed(x * 1e3)
+    assert out.dtype == "bfloat16" and mixed.scale.dtype == "float32"
+    np.testing.assert_allclose(np.asarray(keras.ops.cast(out, "float32")),
+                               x / np.sqrt((x**2).mean(-1, keepdims=True)), atol=0.05)
+
+
+def test_rotary_matches_rotate_half_formula_and_is_relative():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(1, 2, 6, 8)).astype("float32")
+    out = np.asarray(RotaryEmbedding(max_wavelength=100.0)(x, start_index=3))
+    positions = np.arange(3, 9)
+    inverse = 1.0 / 100.0 ** (np.arange(0, 8, 2) / 8)
+    angles = np.concatenate([positions[:, None] * inverse] * 2, -1)
+    rotated = np.concatenate([-x[..., 4:], x[..., :4]], -1)
+    np.testing.assert_allclose(out, x * np.cos(angles) + rotated * np.sin(angles), atol=1e-5)
+    # <R(m) q, R(n) k> depends only on m - n.
+    rope = RotaryEmbedding()
+    q, k = rng.normal(size=(2, 1, 1, 1, 8)).astype("float32")
+    def dot(m, n):
+        return float(np.sum(np.asarray(rope(q, start_index=m)) * np.asarray(rope(k, start_index=n))))
+    assert abs(dot(5, 2) - dot(13, 10)) < 1e-4 and abs(dot(5, 2) - dot(5, 3)) > 1e-3
+    cos, sin = rotary_angles(np.arange(4), 8)
+    assert tuple(cos.shape) == (4, 8) and float(sin[0, 0]) == 0.0
+
+
+def test_rotary_needs_even_head_dim():
+    with pytest.raises(ValueError, match="even"):
+        RotaryEmbedding()(np.zeros((1, 1, 2, 5), "float32"))
+
+
+def test_gated_feed_forward_is_swiglu():
+    x = np.random.default_rng(2).normal(size=(2, 4, 8)).astype("float32")
+    layer = GatedFeedForward(intermediate_dim=16)
+    out = np.asarray(layer(x))
+    kernel = np.asarray(layer.gate_up_dense.kernel)
+    gate, up = x @ kernel[:, :16], x @ kernel[:, 16:]
+    silu = gate / (1 + np.exp(-gate))
+    np.testing.assert_allclose(out, (silu * up) @ np.asarray(layer.output_dense.kernel), atol=1e-5)
+    assert len(layer.weights) == 2  # no biases by default
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"normalization": "rms_norm", "feed_forward": "gated", "activation": "silu", "use_bias": False,
+         "num_key_value_heads": 1, "rope_max_wavelength": 10000.0},
+    ],
+)
+def test_decoder_block_is_pre_ln_and_round_trips(kwargs):
+    block = TransformerDecoderBlock(num_heads=2, intermediate_dim=16, **kwargs)
+    x = np.random.default_rng(3).normal(size=(2, 5, 8)).astype("float32")
+    out = np.asarray(block(x))
+    h = x + np.asarray(block.self_attention(block.self_attention_norm(x)))
+    expected = h + np.asarray(block.feed_forward(block.feed_forward_norm(h)))
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    config = block.get_config()
+    assert TransformerDecoderBlock.from_config(config).get_config() == config
+    cache = np.zeros(block.self_attention.cache_shape(2, 8), "float32")
+    first, cache = block(x[:, :3], cache=cache, cache_index=0)
+    rest, _ = block(x[:, 3:], cache=cache, cache_index=3)
+    np.testing.assert_allclose(np.concatenate([first, rest], 1), out, atol=1e-5)
+
+
+def test_decoder_block_rejects_unknown_choices():
+    with pytest.raises(ValueError, match="normalization"):
+        TransformerDecoderBlock(num_heads=2, intermediate_dim=8, normalization="batch_norm")
+    with pytest.raises(ValueError, match="feed_forward"):
+        TransformerDecoderBlock(num_heads=2, intermediate_dim=8, feed_forward="moe")
+
+
+@pytest.mark.parametrize(
+    "module_name",
+    ["keras_lm.layers.normalization", "keras_lm.layers.rotary", "keras_lm.layers.gated_feed_forward",
+     "keras_lm.layers.decoder_block"],
+)
+def test_docstring_examples(module_name):
+    result = doctest.testmod(importlib.import_module(module_name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0

@@ -1,0 +1,133 @@
+"""Resume after kill -9: a real training process is killed mid-epoch, restarted, and must end equal."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_lm
+from keras_lm.training import CheckpointError, resumable_fit
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+JOB = os.path.join(HERE, "resume_job.py")
+JOB_SECONDS = 240
+
+
+@pytest.fixture(scope="module")
+def vocabulary_file(tmp_path_factory):
+    texts = keras_lm.data.load("shakespeare", split="validation").map(lambda work: work["text"])
+    path = str(tmp_path_factory.mktemp("vocab") / "vocab.txt")
+    keras_lm.tokenizers.WordPiece.train(texts, vocabulary_size=500).save_vocabulary(path)
+    return path
+
+
+def launch(vocabulary, directory, name, pause=None):
+    command = [
+        "timeout", "-k", "5", str(JOB_SECONDS), sys.executable, JOB, vocabulary,
+        str(directory / "backup"), str(directory / "steps.log"), str(directory / f"{name}.npz"),
+    ]
+    if pause is not None:
+        command += ["--pause-after-step", str(pause)]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def logged_steps(directory):
+    path = directory / "steps.log"
+    return [int(line) for line in path.read_text().split()] if path.exists() else []
+
+
+def test_kill_9_mid_epoch_then_restart_gives_the_uninterrupted_weights(vocabulary_file, tmp_path):
+    interrupted, uninterrupted = tmp_path / "interrupted", tmp_path / "uninterrupted"
+    interrupted.mkdir(), uninterrupted.mkdir()
+    reference = launch(vocabulary_file, uninterrupted, "final")
+    # 12 steps (2 epochs x 6), a backup every 4 steps; killed after step 10 (epoch 2, step 4),
+    # so the restart resumes mid-epoch from the backup at step 8 (epoch 2, step 2).
+    victim = launch(vocabulary_file, interrupted, "never", pause=10)
+    deadline = time.monotonic() + JOB_SECONDS
+    while 10 not in logged_steps(interrupted):
+        assert victim.poll() is None, victim.communicate()[1][-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=30)
+    assert not (interrupted / "never.npz").exists()
+    assert 8 == keras_lm.training.StepBackup(str(interrupted / "backup")).read_metadata()["global_step"]
+
+    restarted = launch(vocabulary_file, interrupted, "final")
+    for process in (restarted, reference):
+        out, err = process.communicate(timeout=JOB_SECONDS + 30)
+        assert process.returncode == 0 and "DONE" in out, err[-3000:]
+
+    steps = logged_steps(interrupted)
+    assert steps == list(range(1, 11)) + list(range(9, 13))  # steps 9 and 10 ran twice
+    assert len(steps) - 12 <= 4  # at most one backup interval repeated
+    assert logged_steps(uninterrupted) == list(range(1, 13))
+    assert not (interrupted / "backup").exists()  # removed once training finished
+    resumed, expected = np.load(interrupted / "final.npz"), np.load(uninterrupted / "final.npz")
+    assert resumed.files == expected.files
+    for name in expected.files:
+        np.testing.assert_allclose(resumed[name], expected[name], rtol=0, atol=1e-6)
+
+
+def small_model():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.Dense(1)])
+    model.compile(keras_lm.training.adamw(1e-2), "mse")
+    x = np.random.RandomState(0).rand(16, 3).astype("float32")
+    return model, tf.data.Dataset.from_tensor_slices((x, x.sum(1, keepdims=True))).batch(4)
+
+
+def test_truncated_checkpoint_is_one_clear_error_naming_the_file(tmp_path):
+    model, data = small_model()
+    backup = str(tmp_path / "backup")
+    resumable_fit(model, data, backup, epochs=1, save_every=1, keep_backup=True, verbose=0)
+    weights = tmp_path / "backup" / "step-4.weights.h5"
+    assert weights.exists()
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    model, data = small_model()
+    with pytest.raises(CheckpointError, match=r"step-4\.weights\.h5.*corrupted or truncated"):
+        resumable_fit(model, data, backup, epochs=2, save_every=1, verbose=0)
+
+
+def test_corrupted_metadata_is_one_clear_error_naming_the_file(tmp_path):
+    (tmp_path / "backup").mkdir()
+    (tmp_path / "backup" / "training_metadata.json").write_text('{"global_st')
+    model, data = small_model()
+    with pytest.raises(CheckpointError, match=r"training_metadata\.json.*corrupted"):
+        resumable_fit(model, data, str(tmp_path / "backup"), epochs=1, verbose=0)
+
+
+def test_resumed_in_process_run_equals_an_uninterrupted_one(tmp_path):
+    """A crash (an exception from a callback) mid-epoch, then the same call again."""
+
+    class Crash(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if int(self.model.optimizer.iterations) == 6:
+                raise KeyboardInterrupt
+
+    model, data = small_model()
+    resumable_fit(model, data, str(tmp_path / "a"), epochs=3, save_every=1, verbose=0)
+    expected = [w.numpy() for w in model.weights]
+
+    model, data = small_model()
+    with pytest.raises(KeyboardInterrupt):
+        resumable_fit(model, data, str(tmp_path / "b"), epochs=3, save_every=1, callbacks=[Crash()],
+                      verbose=0)
+    model, data = small_model()
+    history = resumable_fit(model, data, str(tmp_path / "b"), epochs=3, save_every=1, verbose=0)
+    assert history.epoch == [1, 2]  # the rest of epoch 2 (steps 7-8), then epoch 3
+    assert int(model.optimizer.iterations) == 12
+    for got, want in zip(model.weights, expected):
+        np.testing.assert_allclose(got.numpy(), want, atol=1e-6)
+
+
+def test_steps_per_epoch_is_required_for_a_dataset_of_unknown_length(tmp_path):
+    model, data = small_model()
+    with pytest.raises(ValueError, match="needs `steps_per_epoch`"):
+        resumable_fit(model, data.filter(lambda x, y: True), str(tmp_path), verbose=0)
