@@ -9,7 +9,7 @@ from keras_lm.pretraining.causal_lm_data import causal_lm_dataset
 from keras_lm.tasks.causal_lm import CausalLM as CausalLMTask
 
 
-@keras.saving.register_keras_serializable(package="keras_lm")
+@keras.saving.register_keras_serializable(package="keras_lm", name="CausalLMPretrainer")
 class CausalLM(CausalLMTask):
     """Causal-language-model pretraining of a decoder: ``keras_lm.tasks.CausalLM`` plus its data.
 
