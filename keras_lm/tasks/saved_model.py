@@ -150,6 +150,7 @@ class SavedModelPreprocessor(keras.layers.Layer):
     """
 
     def __init__(self, path: str, **kwargs):
+        kwargs.pop("trainable", None)  # present in saved configs; a preprocessor has no weights to train
         super().__init__(trainable=False, **kwargs)
         path = os.path.abspath(path)
         self.saved_model_path = path

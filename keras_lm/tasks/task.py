@@ -84,17 +84,25 @@ class Task(keras.Model):
         return super().predict(self.preprocess_data(x, batch_size=batch_size), **kwargs)
 
 
-def trim_padding(features: dict) -> dict:
+#: Trimmed batches keep a width that is a multiple of this (bounded number of XLA shapes).
+TRIM_MULTIPLE = 16
+
+
+def trim_padding(features: dict, multiple: int = TRIM_MULTIPLE) -> dict:
     """Drops the trailing columns that are padding in every row of a batch.
 
     Encoders mask padded positions, so outputs at real tokens do not change; short texts packed
-    to a long ``sequence_length`` then cost only as much as the longest text of their batch.
+    to a long ``sequence_length`` then cost only as much as the longest text of their batch. The
+    kept width is rounded up to a multiple of ``multiple`` so that a compiled (XLA) model sees a
+    handful of shapes instead of one per batch.
     """
     mask = features.get("padding_mask") if isinstance(features, dict) else None
     if mask is None or mask.shape.rank != 2:
         return features
+    width = tf.shape(mask)[1]
     length = tf.reduce_max(tf.reduce_sum(tf.cast(mask, tf.int32), axis=1))
     length = tf.maximum(length, 1)
+    length = tf.minimum((length + multiple - 1) // multiple * multiple, width)
     return {
         name: value[:, :length] if value.shape.rank == 2 else value
         for name, value in features.items()

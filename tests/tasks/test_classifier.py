@@ -85,6 +85,19 @@ def test_fit_accepts_a_text_dataset_and_keras_round_trip(parts, movie_sentences,
     )
 
 
+def test_fine_tuned_saved_model_classifier_keras_round_trip(exported, movie_sentences, tmp_path):
+    classifier = Classifier.from_saved_model(exported, num_classes=2)
+    classifier.compile(optimizer=keras_lm.training.adamw(2e-3))
+    texts, labels = _data(movie_sentences)
+    classifier.fit(texts, labels, batch_size=16, epochs=1, verbose=0)
+    path = str(tmp_path / "fine_tuned.keras")
+    classifier.save(path)
+    restored = keras.saving.load_model(path)  # the fine-tuned encoder weights come from the file
+    np.testing.assert_allclose(
+        restored.predict(texts[:8], verbose=0), classifier.predict(texts[:8], verbose=0), atol=1e-5
+    )
+
+
 def test_from_keras_file_takes_the_backbone(parts, tmp_path):
     backbone, preprocessor = parts
     path = str(tmp_path / "backbone.keras")
@@ -117,7 +130,13 @@ def test_trimming_batch_padding_keeps_logits(parts, movie_sentences):
     features = preprocessor(tf.constant(shortest))
     trimmed = keras_lm.tasks.task.trim_padding(features)
     longest = int(tf.reduce_max(tf.reduce_sum(tf.cast(features["padding_mask"], tf.int32), 1)))
-    assert trimmed["token_ids"].shape == (8, longest) and longest < 32
+    rounded = min(-(-longest // 16) * 16, 32)  # widths are multiples of 16: few shapes for XLA
+    assert trimmed["token_ids"].shape == (8, rounded)
+    exact = keras_lm.tasks.task.trim_padding(features, multiple=1)
+    assert exact["token_ids"].shape == (8, longest) and longest < 32
+    np.testing.assert_allclose(
+        classifier(exact, training=False), classifier(features, training=False), atol=1e-5
+    )
     np.testing.assert_allclose(
         classifier(trimmed, training=False), classifier(features, training=False), atol=1e-5
     )
