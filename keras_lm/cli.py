@@ -101,14 +101,15 @@ def _overrides(pairs) -> dict:
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # its flags belong to the benchmark runner (argparse.REMAINDER drops leading flags)
+        from keras_lm.benchmarks.__main__ import main as bench_main
+
+        return bench_main(argv[1:])
     args = build_parser().parse_args(argv)
     from keras_lm.recipes import RecipeError, run_recipe
 
     try:
-        if args.command == "bench":
-            from keras_lm.benchmarks.__main__ import main as bench_main
-
-            return bench_main(args.bench_args)
         if args.command == "generate":
             from keras_lm.recipes.gpt import generate_text
 

@@ -13,13 +13,15 @@ def test_flops_per_token_matches_the_hand_count_for_bert_l4_h512():
     assert training_flops_per_token(MlmConfig()) == pytest.approx(93.3e6, rel=0.01)
 
 
-def test_serving_section_writes_json_and_a_readme_table(tmp_path):
-    results = run_benchmarks(str(tmp_path), sections=("serving",), quick=True)
+def test_serving_section_through_the_cli_writes_json_and_a_readme_table(tmp_path):
+    from keras_lm.cli import main
+
+    assert main(["bench", "--output", str(tmp_path), "--sections", "serving", "--quick"]) == 0
+    results = json.loads((tmp_path / "bench.json").read_text())
     for batch in ("1", "32"):
         figures = results["serving"]["batches"][batch]
         for kind in ("string_in", "bare_trimmed", "bare_full_length"):
             assert 0 < figures[kind]["p50_ms"] <= figures[kind]["p99_ms"]
-    assert json.loads((tmp_path / "bench.json").read_text())["serving"] == results["serving"]
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- bench:start -->\nold\n<!-- bench:end -->\nrest\n")
     update_readme(str(readme), format_table(results))
