@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("prompts", nargs="+", help="one or more prompts")
     generate.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=32,
                           help="max_new_tokens (default: 32)")
+    generate.add_argument("--temperature", type=float, default=0.0, help="0 (default): greedy; > 0: sample")
+    generate.add_argument("--top-k", dest="top_k", type=int, default=0, help="sample among the k most likely tokens")
+    generate.add_argument("--top-p", dest="top_p", type=float, default=1.0, help="sample from the nucleus of mass p")
+    generate.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same text)")
     run = commands.add_parser("run", help="run a recipe (YAML) end to end")
     run.add_argument("recipe", help="path to a recipe, e.g. applications/quickstart.yaml")
     run.add_argument("--output", required=True, help="directory for every output of the run")
@@ -114,7 +118,8 @@ def main(argv=None) -> int:
             from keras_lm.recipes.gpt import generate_text
 
             try:
-                texts = generate_text(args.model, args.prompts, args.max_new_tokens)
+                texts = generate_text(args.model, args.prompts, args.max_new_tokens, temperature=args.temperature,
+                                      top_k=args.top_k, top_p=args.top_p, seed=args.seed)
             except ValueError as error:
                 print(f"keras-lm: error: {error}", file=sys.stderr)
                 return 2

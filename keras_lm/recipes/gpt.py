@@ -142,9 +142,31 @@ def pretrain_causal_lm(
     return serving
 
 
-def generate_text(model: str, prompts, max_new_tokens: int = 32) -> list[str]:
-    """Continuations of ``prompts`` by a generation serving export (a directory) or a ``.keras`` CausalLM."""
+def _keras_sampler(temperature: float, top_k: int, top_p: float, seed: int):
+    """The keras-hub sampler matching the ``sample`` signature's parameters."""
+    import keras_hub
+
+    if temperature <= 0:
+        return "greedy"
+    if top_p < 1:
+        return keras_hub.samplers.TopPSampler(p=top_p, k=top_k if top_k > 0 else None, temperature=temperature,
+                                              seed=seed)
+    if top_k > 0:
+        return keras_hub.samplers.TopKSampler(k=top_k, temperature=temperature, seed=seed)
+    return keras_hub.samplers.RandomSampler(temperature=temperature, seed=seed)
+
+
+def generate_text(model: str, prompts, max_new_tokens: int = 32, temperature: float = 0.0, top_k: int = 0,
+                  top_p: float = 1.0, seed: int = 0) -> list[str]:
+    """Continuations of ``prompts`` by a generation serving export (a directory) or a ``.keras`` CausalLM.
+
+    ``temperature <= 0`` decodes greedily (the export's ``serving_default``); otherwise tokens are
+    sampled (the export's ``sample`` signature), keeping the ``top_k`` most likely tokens when
+    ``top_k > 0`` and the nucleus of probability ``top_p`` when ``top_p < 1``.
+    """
     prompts = [str(p) for p in prompts]
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}.")
     if not os.path.exists(model):
         raise FileNotFoundError(f"No serving export or .keras file at '{model}'.")
     if os.path.isdir(model):
@@ -152,12 +174,16 @@ def generate_text(model: str, prompts, max_new_tokens: int = 32) -> list[str]:
         import tensorflow_text  # noqa: F401  (tokenizer ops used by the serving graph)
 
         served = tf.saved_model.load(model)
-        if "serving_default" not in served.signatures:
-            raise ValueError(f"'{model}' has no serving_default signature.")
+        signature = "serving_default" if temperature <= 0 else "sample"
+        if signature not in served.signatures:
+            raise ValueError(f"'{model}' has no {signature} signature.")
+        arguments = {"prompts": tf.constant(prompts, tf.string),
+                     "max_new_tokens": tf.constant(max_new_tokens, tf.int32)}
+        if signature == "sample":
+            arguments.update(temperature=tf.constant(temperature, tf.float32), top_k=tf.constant(top_k, tf.int32),
+                             top_p=tf.constant(top_p, tf.float32), seed=tf.constant(seed, tf.int64))
         try:
-            outputs = served.signatures["serving_default"](
-                prompts=tf.constant(prompts, tf.string), max_new_tokens=tf.constant(max_new_tokens, tf.int32)
-            )
+            outputs = served.signatures[signature](**arguments)
         except TypeError as error:
             raise ValueError(f"'{model}' is not a generation export: {error}") from None
         except tf.errors.InvalidArgumentError as error:
@@ -170,15 +196,15 @@ def generate_text(model: str, prompts, max_new_tokens: int = 32) -> list[str]:
     task = keras.saving.load_model(model)
     if not isinstance(task, keras_lm.tasks.CausalLM):
         raise ValueError(f"'{model}' holds a {type(task).__name__}, not a CausalLM.")
-    texts = task.generate(prompts, max_new_tokens=max_new_tokens)
+    texts = task.generate(prompts, max_new_tokens=max_new_tokens, sampler=_keras_sampler(temperature, top_k, top_p, seed))
     return [text[len(prompt):] if text.startswith(prompt) else text for prompt, text in zip(prompts, texts)]
 
 
 GENERATE_SCRIPT = r"""
 import json, sys
 from keras_lm.recipes.gpt import generate_text
-model, max_new_tokens, prompts = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
-print("RESULT " + json.dumps(generate_text(model, prompts, max_new_tokens)))
+model, max_new_tokens, prompts, sampling = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), json.loads(sys.argv[4])
+print("RESULT " + json.dumps(generate_text(model, prompts, max_new_tokens, **sampling)))
 """
 
 
@@ -186,14 +212,23 @@ def generate(
     output: str,
     prompts: tuple = ("To be, or not to be", "ROMEO. ", "My lord,"),
     max_new_tokens: int = 32,
+    temperature: float = 0.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    seed: int = 0,
     model: str | None = None,
 ) -> list:
-    """Generates continuations of ``prompts`` from the serving export in a fresh process; prints them."""
+    """Generates continuations of ``prompts`` from the serving export in a fresh process; prints them.
+
+    ``temperature <= 0`` is greedy; otherwise sampling with optional ``top_k`` / ``top_p`` filters.
+    """
+    sampling = {"temperature": float(temperature), "top_k": int(top_k), "top_p": float(top_p), "seed": int(seed)}
     model = model or os.path.join(output, SERVING_DIR)
     _stage(f"generating from {len(prompts)} prompts with {model} in a fresh process")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     process = subprocess.run(
-        [sys.executable, "-c", GENERATE_SCRIPT, model, str(max_new_tokens), json.dumps(list(prompts))],
+        [sys.executable, "-c", GENERATE_SCRIPT, model, str(max_new_tokens), json.dumps(list(prompts)),
+         json.dumps(sampling)],
         capture_output=True, text=True, env=env,
     )
     if process.returncode != 0:
@@ -204,5 +239,5 @@ def generate(
     for prompt, text in zip(prompts, texts):
         print(f"   {prompt!r} -> {text!r}", flush=True)
         samples.append({"prompt": prompt, "text": text})
-    _update_metrics(output, "generation", {"max_new_tokens": max_new_tokens, "samples": samples})
+    _update_metrics(output, "generation", {"max_new_tokens": max_new_tokens, **sampling, "samples": samples})
     return samples

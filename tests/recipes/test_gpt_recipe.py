@@ -30,6 +30,7 @@ def test_miniature_gpt_pretraining_through_the_cli(tmp_path):
         "pretrain_causal_lm.batch_size=4",
         "pretrain_causal_lm.eval_batches=2",
         "generate.max_new_tokens=6",
+        "generate.temperature=0",  # greedy, so that `keras-lm generate` below must give the same text
     ]
     command = ["run", RECIPE, "--output", str(output)]
     for override in overrides:
@@ -52,6 +53,10 @@ def test_miniature_gpt_pretraining_through_the_cli(tmp_path):
     generated = _cli("generate", "--model", str(output / "serving" / "1"), "--max-new-tokens", "6", "My lord,")
     assert generated.returncode == 0, generated.stderr[-3000:]
     assert generated.stdout.splitlines()[-1] == "My lord," + samples[2]["text"]
+    sampled = [_cli("generate", "--model", str(output / "serving" / "1"), "--max-new-tokens", "6", "--temperature",
+                    "1.5", "--top-k", "50", "--seed", "7", "My lord,") for _ in range(2)]
+    assert all(s.returncode == 0 for s in sampled), sampled[0].stderr[-3000:]
+    assert sampled[0].stdout.splitlines()[-1] == sampled[1].stdout.splitlines()[-1]  # same seed, same text
     too_long = _cli("generate", "--model", str(output / "serving" / "1"), "--max-new-tokens", "32", "My lord,")
     assert too_long.returncode == 2 and "max_new_tokens must be in [0, 32)" in too_long.stderr
     assert "Traceback" not in too_long.stderr
