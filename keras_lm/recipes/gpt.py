@@ -83,16 +83,18 @@ def pretrain_causal_lm(
     eval_batches: int = 10,
     reset_attention: bool = False,
     seed: int = 0,
-    mixed_precision: str | None = None,
+    mixed_precision: str | None = "auto",
 ) -> str:
     """Pretrains ``Gpt2(size)`` or ``Llama(size)`` on packed rows of the corpus for ``steps`` steps.
 
     Held-out perplexity (the validation split) before and after goes to metrics.json; writes
     OUTPUT/causal_lm.keras and the generation serving export OUTPUT/serving/1 (returned).
     ``tokenizer`` is a BytePair directory (default OUTPUT/byte_pair); the context length is
-    ``sequence_length``.
+    ``sequence_length``. ``mixed_precision="auto"`` trains in mixed_bfloat16 where bfloat16 is
+    native (see ``keras_lm.training.fastest_precision``), else in float32.
     """
     keras.utils.set_random_seed(seed)
+    mixed_precision = keras_lm.training.resolve_precision(mixed_precision)
     directory = tokenizer or os.path.join(output, TOKENIZER_DIR)
     if not os.path.exists(os.path.join(directory, "vocab.json")):
         raise FileNotFoundError(f"No BytePair vocabulary in '{directory}'; run the train_byte_pair step first.")

@@ -58,7 +58,8 @@ def report(output: str) -> str:
         p = metrics["pretraining"]
         before, after = p["validation_before"], p["validation_after"]
         lines += [
-            f"- Pretraining: Bert('{p['size']}'), {p['parameters']:,} parameters, {p['steps']} steps "
+            f"- Pretraining: Bert('{p['size']}'), {p['parameters']:,} parameters, "
+            f"{p.get('precision', 'float32')}, {p['steps']} steps "
             f"of {p['batch_size']}x{p['sequence_length']} in {p['seconds']} s "
             f"({p['tokens_per_second']:,.0f} tokens/s)",
             "",

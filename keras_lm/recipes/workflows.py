@@ -107,20 +107,22 @@ def pretrain(
     max_predictions: int = 20,
     seed: int = 0,
     strategy: str | None = None,
-    mixed_precision: str | None = None,
+    mixed_precision: str | None = "auto",
     backup_dir: str | None = None,
 ) -> str:
     """Pretrains `Bert(size)` with masked LM + next-sentence prediction for `steps` steps.
 
     Writes OUTPUT/pretrainer.keras and the encoder export OUTPUT/encoder; returns the latter.
     Optional: `strategy` (a `keras_lm.training.strategy` name; the XLA choice follows it),
-    `mixed_precision` (a dtype policy for the model, e.g. "mixed_bfloat16") and `backup_dir`
+    `mixed_precision` (a dtype policy for the model; "auto", the default, picks the fastest for
+    the hardware: mixed_bfloat16 where bfloat16 is native, else float32) and `backup_dir`
     (step-level backups: a killed run resumes where it stopped, see `resumable_fit`).
     """
     keras.utils.set_random_seed(seed)
     tokenizer = _load_tokenizer(output, vocabulary)
     preprocessor = keras_lm.tokenizers.BertPreprocessor(tokenizer, sequence_length=sequence_length)
     distribution = keras_lm.training.strategy(strategy) if strategy else None
+    mixed_precision = keras_lm.training.resolve_precision(mixed_precision, distribution)
     with distribution.scope() if distribution else contextlib.nullcontext():
         backbone = keras_lm.applications.Bert(
             size, vocabulary_size=tokenizer.vocabulary_size(), dtype=mixed_precision
@@ -145,8 +147,8 @@ def pretrain(
             **compile_options,
         )
     _stage(
-        f"pretraining Bert('{size}') ({backbone.count_params():,} parameters) on '{corpus}': "
-        f"{steps} steps of {batch_size}x{sequence_length} tokens"
+        f"pretraining Bert('{size}') ({backbone.count_params():,} parameters, "
+        f"{backbone.dtype_policy.name}) on '{corpus}': {steps} steps of {batch_size}x{sequence_length} tokens"
     )
     history = _LossHistory()
     start = time.time()
@@ -171,6 +173,7 @@ def pretrain(
         {
             "size": size,
             "parameters": int(backbone.count_params()),
+            "precision": backbone.dtype_policy.name,
             "steps": steps,
             "batch_size": batch_size,
             "sequence_length": sequence_length,

