@@ -203,6 +203,24 @@ class CausalLM(keras.Model):
             weighted_metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
         super().compile(optimizer=optimizer, loss=loss, weighted_metrics=weighted_metrics, **kwargs)
 
+    def fine_tuning_dataset(self, pairs, sequence_length: int | None = None, batch_size: int = 16,
+                            mask_prompt: bool = True, **kwargs):
+        """``fit``-ready batches from ``(prompt, completion)`` pairs; see ``prompt_completion_dataset``.
+
+        With ``mask_prompt=True`` the loss covers the completion (and its end token) only.
+        ``sequence_length`` defaults to the backbone's ``max_sequence_length``.
+        """
+        from keras_lm.tasks.prompt_completion import prompt_completion_dataset
+
+        if self.tokenizer is None:
+            raise ValueError("fine_tuning_dataset needs a tokenizer: CausalLM(backbone, tokenizer).")
+        limit = self.backbone.max_sequence_length
+        sequence_length = int(sequence_length or limit)
+        if sequence_length > limit:
+            raise ValueError(f"sequence_length={sequence_length} exceeds the backbone's max_sequence_length={limit}.")
+        return prompt_completion_dataset(pairs, self.tokenizer, sequence_length, batch_size=batch_size,
+                                         mask_prompt=mask_prompt, **kwargs)
+
     # --- generation ---------------------------------------------------------------------------
     @property
     def tokenizer(self):

@@ -7,6 +7,7 @@ import pytest
 
 import keras_lm
 import keras_lm.tasks.causal_lm as causal_lm_module
+import keras_lm.tasks.prompt_completion as prompt_completion_module
 from keras_lm.applications import Gpt2, Llama
 from keras_lm.tasks import CausalLM
 
@@ -204,6 +205,49 @@ def test_rejects_a_non_decoder_backbone():
         CausalLM(keras_lm.applications.Bert("tiny", vocabulary_size=50))
 
 
-def test_docstring_examples():
-    result = doctest.testmod(causal_lm_module, optionflags=doctest.ELLIPSIS)
+@pytest.mark.parametrize("module", [causal_lm_module, prompt_completion_module], ids=["causal_lm", "prompt_completion"])
+def test_docstring_examples(module):
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_prompt_completion_batches_mask_the_prompt_and_truncate():
+    import tensorflow as tf
+
+    pairs = tf.data.Dataset.from_tensor_slices((["ab", "abcdef"], ["cd", "g"]))
+    tokenizer = keras_hub.tokenizers.ByteTokenizer()
+    masked = next(iter(keras_lm.tasks.prompt_completion_dataset(pairs, tokenizer, 5, end_token_id=0, shuffle=False)))
+    features, labels, weights = (np.asarray(t) if not isinstance(t, dict) else t for t in masked)
+    np.testing.assert_array_equal(features["token_ids"], [[97, 98, 99, 100, 0], [97, 98, 99, 100, 101]])
+    np.testing.assert_array_equal(labels, [[98, 99, 100, 0, 0], [98, 99, 100, 101, 102]])
+    np.testing.assert_array_equal(features["padding_mask"], [[1, 1, 1, 1, 1], [1, 1, 1, 1, 1]])
+    # Row 1: "b" is a prompt label (weight 0); "c", "d", end are completion labels; the last is padding.
+    # Row 2 is cut to 6 tokens: every label is still prompt, so nothing is trained on.
+    np.testing.assert_array_equal(weights, [[0, 1, 1, 1, 0], [0, 0, 0, 0, 0]])
+    unmasked = next(iter(keras_lm.tasks.prompt_completion_dataset(pairs, tokenizer, 5, mask_prompt=False,
+                                                                  end_token_id=0, shuffle=False)))
+    np.testing.assert_array_equal(unmasked[2], [[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]])
+    with pytest.raises(ValueError, match="'prompt' and 'completion'"):
+        keras_lm.tasks.prompt_completion_dataset(tf.data.Dataset.from_tensor_slices({"text": ["a"]}), tokenizer, 5)
+
+
+def test_instruction_fine_tuning_learns_the_completion_of_real_reviews():
+    import tensorflow as tf
+
+    reviews = keras_lm.data.load("movie_snippets", split="train").filter(
+        lambda example: tf.strings.length(example["text"]) < 60).take(256)
+    pairs = reviews.map(lambda example: (
+        tf.strings.join(["Review: ", example["text"], "\nSentiment:"]),
+        tf.where(example["label"] == 1, " positive", " negative"),
+    ))
+    lm = CausalLM(tiny_gpt2(max_sequence_length=96), keras_hub.tokenizers.ByteTokenizer())
+    lm.compile(optimizer=keras.optimizers.Adam(3e-3))
+    data = lm.fine_tuning_dataset(pairs, sequence_length=96, batch_size=32, end_token_id=0, seed=0).cache()
+    _, _, weights = next(iter(data))
+    assert 0 < float(tf.reduce_mean(weights)) < 0.2  # only the ~10 completion labels of ~60-byte rows
+    history = lm.fit(data, epochs=15, verbose=0)
+    losses = history.history["loss"]
+    # Completion bytes are nearly determined once the first letter is chosen: the loss collapses.
+    assert losses[-1] < 0.3 * losses[0], losses
+    answer = lm.generate("Review: A gripping, beautifully acted film.\nSentiment:", max_new_tokens=9)
+    assert answer.endswith((" positive", " negative")), answer
