@@ -12,8 +12,8 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
 
     Example:
         >>> schedule = WarmupLinearDecay(1e-3, warmup=10, total=100)
-        >>> float(schedule(5)), float(schedule(10)), float(schedule(100))
-        (0.0005, 0.001, 0.0)
+        >>> [round(float(schedule(step)), 6) for step in (5, 10, 100)]
+        [0.0005, 0.001, 0.0]
     """
 
     def __init__(self, peak: float, warmup: int, total: int | None = None, end: float = 0.0):

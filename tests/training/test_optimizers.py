@@ -45,3 +45,13 @@ def test_adamw_decays_kernels_but_not_biases_or_layer_norms():
 def test_adamw_rejects_non_positive_rate():
     with pytest.raises(ValueError, match="learning_rate"):
         adamw(0.0)
+
+
+@pytest.mark.parametrize("module_name", ["optimizers", "schedules", "speed"])
+def test_docstring_examples(module_name):
+    import doctest
+    import importlib
+
+    module = importlib.import_module(f"keras_lm.training.{module_name}")
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
