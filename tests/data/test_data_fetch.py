@@ -20,7 +20,7 @@ def _make_sdist(links_dir, name="fakecorpus", version="1.0"):
         tar.add(root, arcname=f"{name}-{version}")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("setuptools") is None, reason="needs setuptools to read an sdist")
+@pytest.mark.skipif(importlib.util.find_spec("setuptools") is None, reason="setuptools is not installed: the fake sdist cannot be built (the test venv always has it)")
 def test_fetch_sdist_from_a_local_index_unpacks_once_and_reuses_the_cache(monkeypatch, tmp_path, capsys):
     links = tmp_path / "links"
     _make_sdist(links)

@@ -16,7 +16,7 @@ from keras_lm.data.prepare import main as prepare_main
 
 pytestmark = pytest.mark.skipif(not any(
     os.access(os.path.join(d, "npm"), os.X_OK) for d in os.environ.get("PATH", "").split(os.pathsep)
-), reason="needs npm")
+), reason="npm is not on PATH: `npm pack` cannot run (scripts/setup-env installs npm; a bare pytest may lack it)")
 
 TINY_VOCABULARY = {"<|endoftext|>": 0, "h": 1, "i": 2, "Ġ": 3, "hi": 4, "Ġhi": 5}
 TINY_MERGES = "#version: 0.2\nh i\nĠ hi\n"
