@@ -2,7 +2,9 @@
 
 Both carry the same random weights (keras_lm imports keras-hub's backbone), decode greedily without
 stop tokens, and must produce the same tokens; HF transformers `GPT2LMHeadModel.generate` on torch runs
-too when installed (its own random weights: speed only).
+too when installed (its own random weights: speed only). Every weight of the keras-hub backbone is
+drawn at random (biases and LayerNorm gammas/betas too, see `randomize_weights`), so the token check
+fails if any weight is mapped wrongly.
 """
 from __future__ import annotations
 
@@ -69,17 +71,48 @@ def _torch_tokens_per_second(config: GenerationConfig, prompts: np.ndarray) -> f
     return prompts.shape[0] * config.new_tokens / _best_seconds(run, config.repeats)
 
 
-def generation_throughput(config: GenerationConfig, log) -> dict:
+def randomize_weights(backbone, seed: int = 0, std: float = 0.2) -> None:
+    """Draws every weight of ``backbone`` from N(0, std), LayerNorm gammas from N(1, std).
+
+    A default-initialized backbone has zero biases and LayerNorms at gamma=1, beta=0, under which a
+    swapped or dropped bias or norm in a weight import would still give the same tokens.
+    """
+    rng = np.random.default_rng(seed)
+    for weight in backbone.weights:
+        center = 1.0 if weight.path.endswith("gamma") else 0.0
+        weight.assign((center + std * rng.standard_normal(weight.shape)).astype(weight.dtype))
+
+
+def random_gpt2_backbone(config: GenerationConfig, seed: int = 0):
+    """A keras-hub ``GPT2Backbone`` of ``config``'s shape with every weight random."""
+    import keras_hub
+
+    backbone = keras_hub.models.GPT2Backbone(
+        vocabulary_size=config.vocabulary_size, num_layers=config.num_layers,
+        num_heads=config.num_heads, hidden_dim=config.hidden_dim,
+        intermediate_dim=4 * config.hidden_dim, max_sequence_length=1024,
+    )
+    randomize_weights(backbone, seed)
+    return backbone
+
+
+def generation_throughput(config: GenerationConfig, log, hub_backbone=None, include_torch: bool = True) -> dict:
+    """Greedy tokens/s of keras_lm and keras-hub (and HF torch) plus whether their tokens agree.
+
+    Args:
+        config: the model shape and the prompt/batch sizes.
+        log: a ``print``-like progress function.
+        hub_backbone: the keras-hub ``GPT2Backbone`` to compare (keras_lm imports its weights);
+            defaults to ``random_gpt2_backbone(config)``. Its shape must match ``config``.
+        include_torch: also time HF transformers when installed.
+    """
     import keras_hub
 
     import keras_lm
 
     keras.utils.set_random_seed(0)
-    hub_backbone = keras_hub.models.GPT2Backbone(
-        vocabulary_size=config.vocabulary_size, num_layers=config.num_layers,
-        num_heads=config.num_heads, hidden_dim=config.hidden_dim,
-        intermediate_dim=4 * config.hidden_dim, max_sequence_length=1024,
-    )
+    if hub_backbone is None:
+        hub_backbone = random_gpt2_backbone(config)
     hub = keras_hub.models.GPT2CausalLM(backbone=hub_backbone, preprocessor=None)
     hub.compile(sampler="greedy")
     ours = keras_lm.tasks.CausalLM(keras_lm.applications.Gpt2.from_keras_hub(hub_backbone))
@@ -108,8 +141,10 @@ def generation_throughput(config: GenerationConfig, log) -> dict:
         hub_seconds = _best_seconds(run_hub, config.repeats)
         same = bool(np.array_equal(np.asarray(ours_out["ids"])[:, :total],
                                    np.asarray(hub_out["ids"]["token_ids"])))
-        log(f"(f) generation, batch {batch}: HF torch (when installed)")
-        torch_rate = _torch_tokens_per_second(config, prompts)
+        torch_rate = None
+        if include_torch:
+            log(f"(f) generation, batch {batch}: HF torch (when installed)")
+            torch_rate = _torch_tokens_per_second(config, prompts)
         new = batch * config.new_tokens
         results["batches"][str(batch)] = {
             "keras_lm_tokens_per_second": new / ours_seconds,

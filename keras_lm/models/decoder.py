@@ -6,6 +6,7 @@ from keras import ops
 
 from keras_lm.layers import PositionEmbedding, RMSNorm, TransformerDecoderBlock
 from keras_lm.layers.decoder_block import FEED_FORWARDS, NORMALIZATIONS
+from keras_lm.layers.embeddings import TokenEmbedding
 from keras_lm.layers.utils import get_activation, serialize_activation
 
 INPUT_NAMES = ("token_ids", "padding_mask")
@@ -146,7 +147,7 @@ class Decoder(keras.Model):
         initializer = keras.initializers.RandomNormal(stddev=0.02)
 
         # === Layers ===
-        token_embedding = keras.layers.Embedding(
+        token_embedding = TokenEmbedding(
             vocabulary_size, hidden_dim, embeddings_initializer=initializer, dtype=dtype, name="token_embedding"
         )
         position_layer = None

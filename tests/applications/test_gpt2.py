@@ -4,27 +4,61 @@ import keras
 import keras_hub
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import keras_lm.applications.gpt2 as gpt2_module
 from keras_lm.applications import Gpt2
 from keras_lm.tasks import CausalLM
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-
 VOCABULARY = 211
+CONTEXT = 64
+
+
+def randomize_every_parameter(model, seed, std=0.2):
+    """Draws every parameter of a torch model from N(0, std), norm scales from N(1, std).
+
+    transformers' default init leaves biases at 0 and LayerNorms at gamma=1, beta=0, so a
+    mapping that swaps or drops them would still match; random values make every weight count.
+    """
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            offset = 1.0 if is_norm_scale(name) else 0.0
+            parameter.copy_(offset + std * torch.randn(parameter.shape, generator=generator))
+
+
+def is_norm_scale(name):
+    return name.endswith((".ln_1.weight", ".ln_2.weight", "ln_f.weight"))
 
 
 @pytest.fixture(scope="module")
 def hf_gpt2(tmp_path_factory):
-    """A random-weight GPT2LMHeadModel saved with save_pretrained (safetensors)."""
-    torch.manual_seed(0)
-    config = transformers.GPT2Config(vocab_size=VOCABULARY, n_positions=64, n_embd=32, n_layer=2, n_head=4,
-                                     initializer_range=0.2, bos_token_id=0, eos_token_id=0)
+    """A GPT2LMHeadModel with every parameter random, saved with save_pretrained (safetensors)."""
+    import transformers
+
+    config = transformers.GPT2Config(vocab_size=VOCABULARY, n_positions=CONTEXT, n_embd=32, n_layer=2, n_head=4,
+                                     bos_token_id=0, eos_token_id=0)
     model = transformers.GPT2LMHeadModel(config).eval()
+    randomize_every_parameter(model, seed=0)
     directory = tmp_path_factory.mktemp("gpt2")
     model.save_pretrained(directory)
     return model, directory
+
+
+def logits_of(model, ids, mask):
+    return np.asarray(model.logits(model({"token_ids": ids, "padding_mask": mask})["sequence_output"]))
+
+
+def test_reference_weights_are_random_everywhere(hf_gpt2):
+    model, _ = hf_gpt2
+    names = [name for name, _ in model.named_parameters()]
+    assert any(name.endswith("ln_1.bias") for name in names) and any("c_proj.bias" in name for name in names)
+    for name, parameter in model.named_parameters():
+        values = parameter.detach().numpy()
+        center = 1.0 if is_norm_scale(name) else 0.0
+        assert 0.1 < np.abs(values - center).mean() < 0.3, name  # not a default constant (0 or 1)
 
 
 def token_batch(seed=0):
@@ -37,6 +71,8 @@ def token_batch(seed=0):
 
 
 def test_logits_match_transformers_with_padding(hf_gpt2):
+    import torch
+
     model, directory = hf_gpt2
     gpt = Gpt2.from_hf(directory)
     assert (gpt.num_layers, gpt.hidden_dim, gpt.num_heads, gpt.max_sequence_length) == (2, 32, 4, 64)
@@ -55,6 +91,8 @@ def test_logits_match_transformers_with_padding(hf_gpt2):
 
 
 def test_greedy_generation_matches_transformers(hf_gpt2):
+    import torch
+
     model, directory = hf_gpt2
     lm = CausalLM(Gpt2.from_hf(directory))
     prompts = [[5, 17, 42], [99, 3, 150, 7, 8, 61, 2]]
@@ -67,6 +105,8 @@ def test_greedy_generation_matches_transformers(hf_gpt2):
 
 
 def test_from_pytorch_bin_checkpoint(hf_gpt2, tmp_path):
+    import torch
+
     model, _ = hf_gpt2
     model.config.save_pretrained(tmp_path)
     torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")
@@ -76,6 +116,56 @@ def test_from_pytorch_bin_checkpoint(hf_gpt2, tmp_path):
         expected = model(torch.tensor(ids, dtype=torch.long)).logits.numpy()
     logits = np.asarray(gpt.logits(gpt({"token_ids": ids, "padding_mask": np.ones_like(ids)})["sequence_output"]))
     assert np.abs(logits - expected).max() <= 1e-4
+
+
+def test_mixed_bfloat16_logits_match_float32_on_a_long_sequence(hf_gpt2):
+    _, directory = hf_gpt2
+    full, mixed = Gpt2.from_hf(directory), Gpt2.from_hf(directory, dtype="mixed_bfloat16")
+    assert mixed.transformer_layers[0].compute_dtype == "bfloat16"
+    assert mixed.token_embedding.embeddings.dtype == "float32"
+    ids = np.random.default_rng(3).integers(1, VOCABULARY, (2, CONTEXT)).astype("int32")
+    mask = np.ones_like(ids)
+    expected, actual = logits_of(full, ids, mask), logits_of(mixed, ids, mask)
+    assert_close_at_bfloat16_scale(actual, expected)
+
+
+def assert_close_at_bfloat16_scale(actual, expected):
+    """bf16 logits agree with float32 ones, early and late in the sequence, relative to the logits' scale.
+
+    bf16 keeps 8 significant bits (rounding error <= 2**-9 of a value); after the dozens of roundings
+    of two blocks, 99% of the logits stay within 2e-2 of the scale and none beyond 5e-2 (a rare
+    near-tie in attention amplifies).
+    """
+    scale, error = np.abs(expected).max(), np.abs(actual - expected)
+    length = expected.shape[1]
+    for positions in (slice(0, length // 4), slice(3 * length // 4, length)):
+        assert np.percentile(error[:, positions], 99) <= 2e-2 * scale, (positions, error[:, positions].max(), scale)
+        assert error[:, positions].max() <= 5e-2 * scale, (positions, error[:, positions].max(), scale)
+    assert error.max() > 0  # really computed in bfloat16
+
+
+def nonzero_fraction(gradient):
+    return float(np.mean(np.asarray(tf.convert_to_tensor(gradient)) != 0))
+
+
+def test_gradients_reach_every_weight_element():
+    gpt = Gpt2(None, vocabulary_size=53, num_layers=2, num_heads=2, hidden_dim=16, intermediate_dim=32,
+               max_sequence_length=12, dropout=0.0)
+    rng = np.random.default_rng(4)
+    tokens = rng.integers(0, 53, (2, 13)).astype("int32")
+    ids, labels = tokens[:, :-1], tokens[:, 1:]
+    mask = np.array([[1] * 12, [1] * 9 + [0] * 3], "int32")
+    lm = CausalLM(gpt)
+    with tf.GradientTape() as tape:
+        logits = lm({"token_ids": ids, "padding_mask": mask}, training=True)
+        loss = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        loss = tf.reduce_sum(loss * mask)
+    gradients = tape.gradient(loss, gpt.trainable_weights)
+    assert len(gpt.trainable_weights) == 2 + 2 * 12 + 2  # embeddings, 2 blocks, final norm (tied head)
+    for weight, gradient in zip(gpt.trainable_weights, gradients):
+        assert gradient is not None, weight.path
+        # Every element moves: the tied head reaches every embedding row, all 12 positions are used.
+        assert nonzero_fraction(gradient) == 1.0, (weight.path, nonzero_fraction(gradient))
 
 
 def test_matches_keras_hub_gpt2_backbone():

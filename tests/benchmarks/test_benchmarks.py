@@ -1,9 +1,11 @@
 """The benchmark harness runs end to end (quick mode) and renders its table into the README."""
+import dataclasses
 import json
 
+import numpy as np
 import pytest
 
-from keras_lm.benchmarks import run_benchmarks
+from keras_lm.benchmarks import generation, run_benchmarks
 from keras_lm.benchmarks.mlm import MlmConfig, training_flops_per_token
 from keras_lm.benchmarks.table import format_table, update_readme
 
@@ -29,12 +31,33 @@ def test_serving_section_through_the_cli_writes_json_and_a_readme_table(tmp_path
     assert "old" not in text and "| batch 1 |" in text and text.endswith("<!-- bench:end -->\nrest\n")
 
 
-def test_generation_section_matches_keras_hub_tokens(tmp_path):
-    results = run_benchmarks(str(tmp_path), sections=("generation",), quick=True)
-    assert set(results["generation"]["batches"]) == {"1", "8"}
-    for figures in results["generation"]["batches"].values():
+def test_generation_tokens_match_keras_hub_with_every_weight_random():
+    import keras_hub
+
+    config = dataclasses.replace(generation.QUICK, batch_sizes=(3,))  # one batch: compiling dominates
+    backbone = keras_hub.models.GPT2Backbone(
+        vocabulary_size=config.vocabulary_size, num_layers=config.num_layers, num_heads=config.num_heads,
+        hidden_dim=config.hidden_dim, intermediate_dim=4 * config.hidden_dim, max_sequence_length=1024)
+    rng = np.random.default_rng(7)
+    for weight in backbone.weights:  # biases and LayerNorm gammas/betas too: a swapped norm changes tokens
+        center = 1.0 if weight.path.endswith("gamma") else 0.0
+        weight.assign(center + 0.2 * rng.normal(size=weight.shape).astype("float32"))
+    results = generation.generation_throughput(config, lambda message: None, hub_backbone=backbone,
+                                               include_torch=False)
+    assert set(results["batches"]) == {"3"}
+    for figures in results["batches"].values():
         assert figures["same_tokens_as_keras_hub"]
-    assert "(f) greedy generation tokens/s, batch 8" in format_table(results)
+        assert figures["hf_torch_tokens_per_second"] is None
+    table = format_table({"machine": "test", "date": "today", "quick": True, "generation": results})
+    assert "(f) greedy generation tokens/s, batch 3" in table
+
+
+def test_the_benchmark_backbone_is_random_everywhere():
+    backbone = generation.random_gpt2_backbone(generation.QUICK, seed=1)
+    for weight in backbone.weights:
+        values = np.asarray(weight)
+        center = 1.0 if weight.path.endswith("gamma") else 0.0
+        assert 0.1 < np.abs(values - center).mean() < 0.3, weight.path  # no default 0 or 1 left
 
 
 @pytest.mark.slow

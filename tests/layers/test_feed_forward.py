@@ -46,8 +46,15 @@ def test_dropout_only_in_training():
 def test_mixed_bfloat16_computes_in_bf16():
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
-        layer = FeedForward(16)
-        assert layer(np.ones((1, 2, 4), "float32")).dtype == "bfloat16"
-        assert layer.intermediate_dense.kernel.dtype == "float32"
+        layer = FeedForward(16, bias_initializer="random_normal")
+        x = np.random.default_rng(5).normal(size=(2, 3, 8)).astype("float32")
+        out = layer(x)
+        assert out.dtype == "bfloat16" and layer.intermediate_dense.kernel.dtype == "float32"
+        k1, b1 = (np.asarray(w) for w in layer.intermediate_dense.weights)
+        k2, b2 = (np.asarray(w) for w in layer.output_dense.weights)
+        expected = numpy_gelu(x @ k1 + b1, approximate=False) @ k2 + b2
+        # Within 2 bf16 ulps (2**-7 each) of the output's scale: a few roundings, each half an ulp.
+        np.testing.assert_allclose(np.asarray(keras.ops.cast(out, "float32")), expected,
+                                   atol=2**-6 * np.abs(expected).max(), rtol=0)
     finally:
         keras.mixed_precision.set_global_policy("float32")

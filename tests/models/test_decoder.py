@@ -60,20 +60,31 @@ def test_packed_documents_equal_separate_documents_with_rotary_positions():
     np.testing.assert_allclose(packed[:, 3:7], second, atol=1e-5)
 
 
-@pytest.mark.parametrize("config", [GPT_STYLE, LLAMA_STYLE], ids=["gpt", "llama"])
+# Every cache axis has its own size (batch 5, K/V 2, kv heads 4, length 16, head size 6; 3 layers),
+# so a transposed or mixed-up axis changes the shape or the values.
+CACHE_GPT = dict(GPT_STYLE, num_layers=3, num_heads=4, hidden_dim=24)
+CACHE_LLAMA = dict(LLAMA_STYLE, num_layers=3, num_heads=8, num_key_value_heads=4, hidden_dim=48)
+
+
+@pytest.mark.parametrize("config", [CACHE_GPT, CACHE_LLAMA], ids=["gpt", "llama"])
 def test_cached_steps_equal_full_forward(config):
     decoder = Decoder(**config)
-    data = inputs()
+    data = inputs(batch=5)
     expected = full_logits(decoder, data)
-    cache = decoder.init_cache(2, 16)
-    assert len(cache) == 2 and tuple(cache[0].shape) == (2, 2, decoder.num_key_value_heads, 16, 4)
+    cache = decoder.init_cache(5, 16)
+    assert len(cache) == 3 and all(tuple(layer.shape) == (5, 2, 4, 16, 6) for layer in cache)
     logits, hidden, cache = decoder.call_with_cache(data["token_ids"][:, :5], cache, 0)
     pieces = [np.asarray(logits)]
     for i in range(5, 9):
         logits, hidden, cache = decoder.call_with_cache(data["token_ids"][:, i:i + 1], cache, i)
         pieces.append(np.asarray(logits))
-    assert tuple(hidden.shape) == (2, 1, 16)
+    assert tuple(hidden.shape) == (5, 1, config["hidden_dim"])
+    assert len(cache) == 3 and all(tuple(layer.shape) == (5, 2, 4, 16, 6) for layer in cache)
     np.testing.assert_allclose(np.concatenate(pieces, 1), expected, atol=1e-5)
+    # Keys and values of the 9 tokens sit at positions 0..8 of the length axis; nothing after them.
+    for layer in cache:
+        layer = np.asarray(layer)
+        assert np.all(np.abs(layer[:, :, :, :9]).max(-1) > 0) and np.abs(layer[:, :, :, 9:]).max() == 0
 
 
 @pytest.mark.parametrize("config", [GPT_STYLE, LLAMA_STYLE], ids=["gpt", "llama"])
