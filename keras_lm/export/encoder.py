@@ -103,7 +103,7 @@ def write_preprocess(preprocessor, directory: str) -> None:
     tf.saved_model.save(module, directory, signatures={"serving_default": module.serve})
 
 
-def encoder(backbone, preprocessor, directory: str, overwrite: bool = False) -> str:
+def encoder(backbone, preprocessor, directory: str, overwrite: bool = False, protected=()) -> str:
     """Exports a TF-Hub-style encoder/preprocessor pair that `Classifier.from_saved_model` reloads.
 
     Layout: `DIR/encoder` (inputs `input_word_ids`, `input_mask`, `input_type_ids` int32
@@ -112,6 +112,11 @@ def encoder(backbone, preprocessor, directory: str, overwrite: bool = False) -> 
     the three inputs; `serve` for one segment, `serve_pair` for two) and `DIR/keras_lm.json`.
     `encoder_outputs` is one tensor [num_layers, batch, length, hidden]: `encoder_outputs[i]` is
     the output of layer i, as with TF-Hub's list.
+
+    `overwrite=True` replaces only a previous encoder export (marked by its `.keras_lm_export`
+    file); any other existing folder, `""`, `"."`, the home folder, a folder holding the current
+    working directory or a `protected` path (e.g. the source `.keras` file) is refused with
+    FileExistsError before any work.
 
     Example:
         >>> keras_lm.export.encoder(bert, preprocessor, "hub/bert")  # doctest: +SKIP
@@ -124,7 +129,7 @@ def encoder(backbone, preprocessor, directory: str, overwrite: bool = False) -> 
             f"keras_lm.applications.Bert); got {type(backbone).__name__}."
         )
     print(f"[export] writing encoder SavedModel pair to {directory}")
-    with atomic_directory(directory, overwrite) as staging:
+    with atomic_directory(directory, overwrite, kind="encoder", protected=protected) as staging:
         write_encoder(backbone, os.path.join(staging, ENCODER_DIR))
         write_preprocess(preprocessor, os.path.join(staging, PREPROCESS_DIR))
         manifest = {

@@ -2,7 +2,7 @@
 import keras
 import tensorflow as tf
 
-from keras_lm.export.files import atomic_directory
+from keras_lm.export.files import atomic_directory, refuse_unsafe_directory
 from keras_lm.tasks.task import trim_padding
 
 
@@ -19,13 +19,18 @@ def _classifier_endpoint(task):
     return serve
 
 
-def serving(task, directory: str, overwrite: bool = False) -> str:
+def serving(task, directory: str, overwrite: bool = False, protected=()) -> str:
     """Exports `task` so that `serving_default` takes tf.string [batch] and returns named outputs.
 
     For a `Classifier`: {"probabilities": float32 [batch, classes], "label": int64 [batch]}.
     For a `CausalLM` (or `keras_lm.pretraining.CausalLM`) with a tokenizer: `serving_default` takes
     `prompts` and `max_new_tokens` and returns the generated `text`; see `keras_lm.export.generation`.
     Loading the export needs `import tensorflow_text` in the loading process (its tokenizer ops).
+
+    `overwrite=True` replaces only a previous serving export (one holding the `.keras_lm_export`
+    marker that every export writes); any other existing folder, `""`, `"."`, the home folder, a
+    folder holding the current working directory or a `protected` path (e.g. the source `.keras`
+    file) is refused with FileExistsError before any work.
 
     Example:
         >>> keras_lm.export.serving(classifier, "serving/sentiment/1")  # doctest: +SKIP
@@ -34,6 +39,7 @@ def serving(task, directory: str, overwrite: bool = False) -> str:
     """
     from keras_lm.tasks import CausalLM, Classifier
 
+    refuse_unsafe_directory(directory, protected)
     if isinstance(task, CausalLM):
         from keras_lm.export.generation import generation_serving
 
@@ -46,7 +52,7 @@ def serving(task, directory: str, overwrite: bool = False) -> str:
     if not isinstance(task, Classifier):
         raise TypeError(f"No serving export for {type(task).__name__} yet; supported: Classifier, CausalLM.")
     print(f"[export] writing serving SavedModel to {directory}")
-    with atomic_directory(directory, overwrite) as staging:
+    with atomic_directory(directory, overwrite, kind="serving", protected=protected) as staging:
         archive = keras.export.ExportArchive()
         archive.track(task)
         archive.track(task.preprocessor)

@@ -1,7 +1,4 @@
-"""Embedding layers: learned positions, segments and sinusoidal position encodings.
-
-Token embeddings use ``keras.layers.Embedding`` directly.
-"""
+"""Embedding layers: token ids (range-checked), learned positions, segments and sinusoidal encodings."""
 from __future__ import annotations
 
 import math
@@ -19,6 +16,68 @@ def _check_sequence_length(inputs, start_index: int, max_length: int, layer_name
             f"layer only holds {max_length}. Use a larger `sequence_length` / "
             f"`max_sequence_length` or truncate the input."
         )
+
+
+class TokenIdError(ValueError):
+    """An id outside an embedding table's range ``[0, size)``; the message is one line."""
+
+    _keras_call_info_injected = True  # Keras re-raises it as is, without its multi-line call context
+
+
+def check_token_ids(token_ids, vocabulary_size: int, layer_name: str = "token_embedding", hint: str | None = None):
+    """``token_ids`` unchanged if every id lies in ``[0, vocabulary_size)``; one clear error otherwise.
+
+    Eagerly a ``TokenIdError`` (a ``ValueError``); inside a ``tf.function`` or a SavedModel an
+    assertion that fails with ``InvalidArgumentError`` (same message) before the lookup runs.
+    Under XLA the check is a no-op. Costs two comparisons and one reduction per call.
+    """
+    if keras.backend.backend() != "tensorflow" or isinstance(token_ids, keras.KerasTensor):
+        return token_ids
+    import tensorflow as tf
+
+    ids = tf.convert_to_tensor(token_ids)
+    if not ids.dtype.is_integer:
+        return token_ids  # keras.layers.Embedding casts (and truncates) other dtypes itself
+    in_range = tf.reduce_all(tf.logical_and(ids >= 0, ids < tf.cast(vocabulary_size, ids.dtype)))
+    hint = hint or (
+        f"token ids must lie in [0, {vocabulary_size}) (the vocabulary size is {vocabulary_size}); "
+        "ids outside it come from a tokenizer whose vocabulary does not match the model's `vocabulary_size`"
+    )
+    message = f"{layer_name}: {hint}. Got ids from"
+    if tf.executing_eagerly():
+        if not bool(in_range):
+            low, high = int(tf.reduce_min(ids)), int(tf.reduce_max(ids))
+            raise TokenIdError(f"{message} {low} to {high}.")
+        return ids
+    check = tf.debugging.Assert(
+        in_range, [message, tf.reduce_min(ids), "to", tf.reduce_max(ids)], name="check_token_ids"
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(ids)
+
+
+@keras.saving.register_keras_serializable(package="keras_lm")
+class TokenEmbedding(keras.layers.Embedding):
+    """``keras.layers.Embedding`` of token ids that rejects ids outside ``[0, input_dim)``.
+
+    A plain ``Embedding`` reads row ``V - 5`` for id ``-5`` (NumPy-style wrap-around) while too-large
+    ids fail deep inside the gather; here both get one clear error naming the valid range: eagerly
+    a ``TokenIdError`` (a ``ValueError``), in ``tf.function`` and SavedModels an
+    ``InvalidArgumentError``. Same arguments, weights and config as ``keras.layers.Embedding``.
+
+    Example:
+        >>> import numpy as np
+        >>> layer = TokenEmbedding(100, 8)
+        >>> tuple(layer(np.array([[0, 5, 99]])).shape)
+        (1, 3, 8)
+        >>> layer(np.array([[3, -5]]))
+        Traceback (most recent call last):
+        ...
+        keras_lm.layers.embeddings.TokenIdError: token_embedding: token ids must lie in [0, 100) ... Got ids from -5 to 3.
+    """
+
+    def call(self, inputs):
+        return super().call(check_token_ids(inputs, self.input_dim, self.name))
 
 
 @keras.saving.register_keras_serializable(package="keras_lm")
@@ -94,6 +153,10 @@ class SegmentEmbedding(keras.layers.Embedding):
         kwargs.pop("input_dim", None)
         super().__init__(input_dim=num_segments, output_dim=output_dim, **kwargs)
         self.num_segments = num_segments
+
+    def call(self, inputs):
+        hint = f"segment ids must lie in [0, {self.num_segments}) (num_segments={self.num_segments})"
+        return super().call(check_token_ids(inputs, self.num_segments, self.name, hint))
 
     def get_config(self):
         config = super().get_config()

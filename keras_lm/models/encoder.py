@@ -4,6 +4,7 @@ from __future__ import annotations
 import keras
 
 from keras_lm.layers import Pooler, PositionEmbedding, SegmentEmbedding, TransformerEncoderBlock
+from keras_lm.layers.embeddings import TokenEmbedding
 from keras_lm.layers.utils import get_activation, serialize_activation
 
 INPUT_NAMES = ("token_ids", "segment_ids", "padding_mask")
@@ -106,7 +107,7 @@ class Encoder(keras.Model):
             dtype = keras.dtype_policies.deserialize(dtype)
 
         # === Layers ===
-        token_embedding = keras.layers.Embedding(
+        token_embedding = TokenEmbedding(
             vocabulary_size, hidden_dim, embeddings_initializer=truncated_normal(),
             dtype=dtype, name="token_embedding",
         )

@@ -6,6 +6,7 @@ import keras_hub
 import tensorflow as tf
 from keras_hub.src.utils.tensor_utils import no_convert_scope
 
+from keras_lm.tokenizers.text import TokenizerInputError, checked
 from keras_lm.tokenizers.word_piece import WordPiece
 
 
@@ -20,7 +21,10 @@ class BertPreprocessor(keras.layers.Layer):
 
     Input: a ``tf.string`` batch ``[B]`` (one segment) or a tuple/list ``(first, second)`` of them;
     scalars work too (e.g. inside ``tf.data.Dataset.map``) and give unbatched outputs. Any bytes are
-    accepted: invalid UTF-8 is replaced by U+FFFD, control characters count as whitespace.
+    accepted: invalid UTF-8 is replaced by U+FFFD, control characters count as whitespace. The two
+    segments of a pair must have the same shape (one second text per first text): otherwise a
+    ``TokenizerInputError`` (a ``ValueError``), or in a graph/SavedModel an ``InvalidArgumentError``,
+    before any text is tokenized.
 
     Output: ``{"token_ids": int32 [B, L], "segment_ids": int32 [B, L], "padding_mask": bool [B, L]}``.
 
@@ -71,6 +75,7 @@ class BertPreprocessor(keras.layers.Layer):
         if not 1 <= len(segments) <= 2:
             raise ValueError(f"BertPreprocessor takes one or two segments; got {len(segments)}.")
         with tf.device("cpu"), no_convert_scope():
+            segments = _same_shape(segments)
             token_ids, segment_ids = self.packer(tuple(self.tokenizer(s) for s in segments))
             return {
                 "token_ids": tf.cast(token_ids, tf.int32),
@@ -103,3 +108,25 @@ def _as_segments(inputs) -> tuple:
     if isinstance(inputs, list) and inputs and not isinstance(inputs[0], (str, bytes)):
         return tuple(inputs)
     return (inputs,)
+
+
+def _same_shape(segments: tuple) -> tuple:
+    """The segments as tensors, once checked to have the same shape (tf-text crashes otherwise)."""
+    if len(segments) < 2:
+        return segments
+    first, second = (s if isinstance(s, tf.Tensor) else tf.convert_to_tensor(s) for s in segments)
+    message = (
+        "BertPreprocessor: the two segments of a pair must have the same shape (one second text "
+        "for each first text); got shapes"
+    )
+    if not first.shape.is_compatible_with(second.shape):
+        raise TokenizerInputError(f"{message} {_dims(first)} and {_dims(second)}.")
+    if first.shape.is_fully_defined() and second.shape.is_fully_defined():
+        return first, second  # known to be equal: no run-time check (e.g. scalars in tf.data)
+    first_shape, second_shape = tf.shape(first), tf.shape(second)
+    same = tf.reduce_all(tf.equal(first_shape, second_shape))
+    return checked((first, second), same, message, [first_shape, "and", second_shape])
+
+
+def _dims(tensor: tf.Tensor):
+    return tensor.shape.as_list() if tensor.shape.rank is not None else "unknown"

@@ -6,12 +6,36 @@ import tensorflow as tf
 REPLACEMENT_CHARACTER = 0xFFFD
 
 
+class TokenizerInputError(ValueError):
+    """Input a tokenizer or preprocessor cannot take (e.g. ids outside the vocabulary); one-line message."""
+
+    _keras_call_info_injected = True  # Keras re-raises it as is, without its multi-line call context
+
+
+def checked(value, condition, message: str, data=()):
+    """``value`` (a tensor or a nest of them), once ``condition`` holds.
+
+    Eagerly a ``TokenizerInputError`` if it does not; in a graph (``tf.function``, ``tf.data``,
+    SavedModels) an assertion that runs before anything using the returned tensors and fails
+    with ``InvalidArgumentError`` carrying ``message`` and ``data``.
+    """
+    if tf.executing_eagerly():
+        if not bool(condition):
+            details = " ".join(str(d.numpy().tolist() if hasattr(d, "numpy") else d) for d in data)
+            raise TokenizerInputError(f"{message}{' ' + details if details else ''}.")
+        return value
+    assertion = tf.debugging.Assert(condition, [message, *data])
+    with tf.control_dependencies([assertion]):
+        return tf.nest.map_structure(tf.identity, value)
+
+
 def sanitize_text(text):
     """Return ``text`` as a ``tf.string`` tensor that every tokenizer op accepts.
 
-    Invalid UTF-8 sequences become U+FFFD and control characters (NUL included, which some
-    tf-text ops treat as the end of the string) become spaces; the tokenizers treat control
-    characters as whitespace anyway. Accepts Python strings/bytes, lists, NumPy arrays,
+    Invalid UTF-8 sequences become U+FFFD; control characters (NUL included, which some tf-text
+    ops treat as the end of the string) and Unicode space separators (no-break space U+00A0,
+    ideographic space U+3000, …: whitespace for BERT, which the tokenizers' split pattern misses)
+    become spaces. Accepts Python strings/bytes, lists, NumPy arrays,
     ``tf.Tensor`` and ``tf.RaggedTensor``.
     """
     if isinstance(text, tf.RaggedTensor):
@@ -27,7 +51,7 @@ def sanitize_text(text):
         errors="replace",
         replacement_char=REPLACEMENT_CHARACTER,
     )
-    return tf.strings.regex_replace(text, r"\p{Cc}", " ")
+    return tf.strings.regex_replace(text, r"\p{Cc}|\p{Zs}", " ")
 
 
 def text_only(dataset: tf.data.Dataset) -> tf.data.Dataset:

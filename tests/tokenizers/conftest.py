@@ -1,4 +1,7 @@
 """Shared fixtures for tokenizer tests: a small hand-written vocabulary and a tokenizer trained on Shakespeare."""
+import subprocess
+import sys
+
 import pytest
 
 from keras_lm.data.builders import Shakespeare
@@ -29,3 +32,17 @@ def shakespeare_tokenizer():
     if not Shakespeare(data_dir=data_dir()).is_prepared():
         pytest.fail("Shakespeare is not prepared: run `python -m keras_lm.data.prepare` first.")
     return WordPiece.train(keras_lm.data.load("shakespeare", split="train"), vocabulary_size=8000)
+
+
+@pytest.fixture
+def run_in_fresh_process():
+    """Runs a script in a new Python process that must exit normally (no crash, no abort); returns its stdout."""
+
+    def run(script: str, *args: str) -> str:
+        process = subprocess.run(
+            [sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=300
+        )
+        assert process.returncode == 0, f"exit code {process.returncode}:\n{process.stderr[-3000:]}"
+        return process.stdout
+
+    return run

@@ -1,4 +1,6 @@
 """BertPreprocessor: exact packing with a small vocabulary, truncation, tf.data, SavedModel, hostile input."""
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -116,3 +118,41 @@ def test_saved_and_reloaded_serving_function(preprocessor, tmp_path):
     expected = preprocessor((tf.constant([HAMLET]), tf.constant([RICHARD])))
     for key in expected:
         np.testing.assert_array_equal(pair[key].numpy(), expected[key].numpy())
+
+
+PAIRS_OF_DIFFERENT_SIZES = r"""
+import json, sys
+import tensorflow as tf
+from keras_lm.tokenizers import BertPreprocessor, WordPiece
+vocabulary = json.loads(sys.argv[1])
+preprocessor = BertPreprocessor(WordPiece(vocabulary), sequence_length=8)
+bad_pairs = [(["the king", "is dead"], ["long live"]), (["the"], ["king", "is", "dead"]), ([], ["king"])]
+for first, second in bad_pairs:
+    try:
+        preprocessor((first, second))
+        print("EAGER no error")
+    except ValueError as error:
+        print("EAGER", error)
+spec = tf.TensorSpec([None], tf.string)
+serve_pair = tf.function(lambda a, b: preprocessor((a, b)), input_signature=[spec, spec])
+for first, second in bad_pairs:
+    try:
+        serve_pair(tf.constant(first, tf.string), tf.constant(second, tf.string))
+        print("GRAPH no error")
+    except tf.errors.InvalidArgumentError as error:
+        print("GRAPH", error.message[error.message.index("assertion failed"):].splitlines()[0])
+print("GOOD", serve_pair(tf.constant(["the king"]), tf.constant(["is dead"]))["token_ids"].numpy().tolist())
+"""
+
+
+def test_a_pair_of_batches_of_different_sizes_is_a_clear_error_not_a_crash(small_vocab, run_in_fresh_process):
+    lines = run_in_fresh_process(PAIRS_OF_DIFFERENT_SIZES, json.dumps(small_vocab)).splitlines()
+    message = "BertPreprocessor: the two segments of a pair must have the same shape (one second text for each first text)"
+    assert lines[:3] == [
+        f"EAGER {message}; got shapes [2] and [1].",
+        f"EAGER {message}; got shapes [1] and [3].",
+        f"EAGER {message}; got shapes [0] and [1].",
+    ]
+    for line, shapes in zip(lines[3:6], ("[2] [and] [1]", "[1] [and] [3]", "[0] [and] [1]")):
+        assert line.startswith(f"GRAPH assertion failed: [{message}; got shapes] {shapes}"), line
+    assert lines[6] == "GOOD [[2, 5, 6, 3, 7, 8, 3, 0]]"

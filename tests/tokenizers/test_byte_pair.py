@@ -10,10 +10,6 @@ import keras_lm
 from keras_lm.data.gpt2_bpe import gpt2_bpe_files
 from keras_lm.tokenizers import BytePair
 from keras_lm.tokenizers.byte_pair_split import split_words
-from keras_lm.tokenizers.byte_pair_training import byte_level_bpe_trainer_tokenizer
-
-tiktoken = pytest.importorskip("tiktoken")
-from tiktoken.load import data_gym_to_mergeable_bpe_ranks  # noqa: E402
 
 # tiktoken's own GPT-2 pattern (tiktoken_ext/openai_public.py).
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -58,6 +54,9 @@ def gpt2():
 @pytest.fixture(scope="module")
 def reference():
     """tiktoken's encoder built from the same two local files."""
+    import tiktoken
+    from tiktoken.load import data_gym_to_mergeable_bpe_ranks
+
     encoder_json, vocab_bpe = _require_gpt2_files()
     ranks = data_gym_to_mergeable_bpe_ranks(vocab_bpe_file=str(vocab_bpe), encoder_json_file=str(encoder_json))
     encoding = tiktoken.Encoding(
@@ -96,7 +95,8 @@ def test_gpt2_ids_equal_tiktoken_on_real_text_and_random_strings(gpt2, reference
 
 
 def test_word_split_matches_gpt2_regular_expression():
-    regex = pytest.importorskip("regex")
+    import regex
+
     texts = [t for t in VARIED if "<|endoftext|>" not in t]
     got = split_words(tf.constant(texts)).to_list()
     assert [[w.decode("utf-8") for w in words] for words in got] == [regex.findall(GPT2_PATTERN, t) for t in texts]
@@ -196,15 +196,29 @@ def test_trained_tokenizer_round_trips_real_lines_with_ids_in_range(trained, sam
     assert [t.decode("utf-8") for t in trained.detokenize(ids).numpy().tolist()] == sample_lines
 
 
-def test_trained_in_graph_ids_equal_the_trainer_library_encoding(trained, shakespeare_train, sample_lines):
-    library = byte_level_bpe_trainer_tokenizer(
-        shakespeare_train.map(lambda w: w["text"]), VOCABULARY_SIZE, ["<|endoftext|>"]
+@pytest.fixture(scope="module")
+def library_trained(shakespeare_train):
+    """Hugging Face `tokenizers`' own byte-level BPE (GPT-2 split, no prefix space, the 256 byte
+    tokens as initial alphabet), trained on the same documents with the same settings."""
+    from tokenizers import ByteLevelBPETokenizer
+
+    tokenizer = ByteLevelBPETokenizer(add_prefix_space=False)
+    documents = (work["text"].numpy().decode("utf-8") for work in shakespeare_train)
+    tokenizer.train_from_iterator(
+        documents, vocab_size=VOCABULARY_SIZE, min_frequency=2, special_tokens=["<|endoftext|>"], show_progress=False
     )
-    assert library.get_vocab() == trained.vocabulary
+    return tokenizer
+
+
+def test_trained_vocabulary_merges_and_ids_equal_the_tokenizers_library(trained, library_trained, sample_lines):
+    model = json.loads(library_trained._tokenizer.to_str())["model"]
+    assert library_trained.get_vocab() == trained.vocabulary
+    assert [m if isinstance(m, str) else " ".join(m) for m in model["merges"]] == list(trained.merges)
     sample = sample_lines[:400] + ["  odd   spacing\n\nhere ", "unicode é 東 😀", "x<|endoftext|>y"]
-    expected = [encoding.ids for encoding in library.encode_batch(sample)]
+    expected = [encoding.ids for encoding in library_trained.encode_batch(sample)]
     got = tf.data.Dataset.from_tensor_slices(sample).map(trained).as_numpy_iterator()
     assert [list(ids) for ids in got] == expected
+    assert trained(tf.constant(sample)).to_list() == expected
 
 
 def test_training_errors():

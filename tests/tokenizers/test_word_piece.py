@@ -1,9 +1,12 @@
 """WordPiece: exact ids on a hand-written vocabulary, training on Shakespeare, vocab files, serialization."""
+import json
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import keras_lm
 from keras_lm.tokenizers import SPECIAL_TOKENS, WordPiece
 
 
@@ -105,3 +108,72 @@ def test_train_accepts_strings_or_dicts_and_rejects_others():
         WordPiece.train(tf.data.Dataset.from_tensor_slices({"sentence": lines}))
     with pytest.raises(ValueError, match="no words"):
         WordPiece.train(tf.data.Dataset.from_tensor_slices(["", "  "]))
+
+
+def test_detokenize_joins_pieces(small_vocab):
+    tokenizer = WordPiece(small_vocab)
+    assert tokenizer.detokenize([5, 6, 17]).numpy() == b"the kings"
+    assert tokenizer.detokenize(tf.ragged.constant([[5, 6], [9, 10]])).numpy().tolist() == [b"the king", b"long live"]
+    assert tokenizer.detokenize([[5, 6], [33]]).numpy().tolist() == [b"the king", b"##k"]
+
+
+# Out-of-range ids crashed the process (segfault in tf-text), so they are only tried in a fresh one.
+DETOKENIZE_OUT_OF_RANGE = r"""
+import json, sys
+import tensorflow as tf
+from keras_lm.tokenizers import WordPiece
+tokenizer = WordPiece(json.loads(sys.argv[1]))
+for ids in (tf.constant([5, 34]), [-1], [[5], [6, 1 << 20]], tf.constant([5.0])):
+    try:
+        tokenizer.detokenize(ids)
+        print("EAGER no error")
+    except ValueError as error:
+        print("EAGER", error)
+detokenize = tf.function(tokenizer.detokenize, input_signature=[tf.RaggedTensorSpec([None, None], tf.int32)])
+try:
+    detokenize(tf.ragged.constant([[5, 6], [-7]]))
+    print("GRAPH no error")
+except tf.errors.InvalidArgumentError as error:
+    print("GRAPH", error.message[error.message.index("assertion failed"):].splitlines()[0])
+print("GOOD", detokenize(tf.ragged.constant([[5, 6], [9]])).numpy().tolist())
+"""
+
+
+def test_detokenize_out_of_range_ids_is_a_clear_error_not_a_crash(small_vocab, run_in_fresh_process):
+    lines = run_in_fresh_process(DETOKENIZE_OUT_OF_RANGE, json.dumps(small_vocab)).splitlines()
+    message = "WordPiece.detokenize: token ids must lie in [0, 34) (the vocabulary size); got ids from"
+    assert lines == [
+        f"EAGER {message} 5 to 34.",
+        f"EAGER {message} -1 to -1.",
+        f"EAGER {message} 5 to 1048576.",
+        "EAGER WordPiece.detokenize takes integer token ids; got dtype float32.",
+        f"GRAPH assertion failed: [{message}] [-7] [to] [6]",
+        "GOOD [b'the king', b'long']",
+    ]
+
+
+def test_ids_equal_the_tokenizers_library_bert_word_piece_on_real_lines(shakespeare_tokenizer):
+    """The 8k Shakespeare vocabulary in Hugging Face `tokenizers`' BERT WordPiece (same lowercasing and
+    accent stripping) gives the same ids on a few hundred unseen lines."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+
+    vocabulary = shakespeare_tokenizer.get_vocabulary()
+    reference = Tokenizer(
+        models.WordPiece({token: i for i, token in enumerate(vocabulary)}, unk_token="[UNK]", max_input_chars_per_word=100)
+    )
+    reference.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=True, lowercase=True
+    )
+    reference.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+
+    works = keras_lm.data.load("shakespeare", split="validation")
+    lines = [line for work in works for line in work["text"].numpy().decode("utf-8").split("\n") if line.strip()]
+    lines = lines[:: len(lines) // 400][:400] + [
+        "Café naïve Ångström RÉSUMÉ", "東京は日本の首都 the KING", "zyxwvq qqqq", "x" * 150, "emoji 😀 king",
+        "12,345.67 $9 100% a+b=c <tag> a|b ~x^y `q`", "  spaced\t\ttabs \n newline ", "don't o'er 'tis",
+        "no-break\u00a0space ideographic\u3000space thin\u2009space", "e\u0301 combining", "ΣΊΣΥΦΟΣ Ὀδυσσεύς",
+    ]
+    expected = [encoding.ids for encoding in reference.encode_batch(lines, add_special_tokens=False)]
+    assert shakespeare_tokenizer(tf.constant(lines)).to_list() == expected
+    pieces = [vocabulary[i] for ids in expected for i in ids]
+    assert len(pieces) > 3000 and "[UNK]" in pieces and sum(p.startswith("##") for p in pieces) > 50
