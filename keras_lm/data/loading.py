@@ -9,6 +9,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from keras_lm.data.builders import EMBEDDED_BUILDERS
+from keras_lm.data.errors import DataUnavailableError
 from keras_lm.data.fetch import report
 from keras_lm.data.paths import DATA_DIR_ENV, data_dir as resolve_data_dir
 
@@ -43,9 +44,13 @@ def load(
         A ``tf.data.Dataset`` whose elements are dicts of tensors.
 
     Raises:
-        ValueError: unknown name, unknown split, or an empty split.
+        ValueError: unknown name; a split that is unknown, badly formed (``"train[:200%]"``) or
+            selects nothing (``"train[5:2]"``, an empty split).
+        TypeError: a split that is not a string (e.g. None).
         FileNotFoundError: a path or glob that matches no file.
-        keras_lm.data.DataUnavailableError: an embedded corpus could not be fetched.
+        keras_lm.data.DataUnavailableError: an embedded corpus could not be fetched, or a
+            ``"tfds:"`` dataset is not prepared in the data directory (loading never downloads
+            TFDS data: prepare it with ``tfds build NAME``).
 
     Example:
         >>> import keras_lm
@@ -87,30 +92,88 @@ def split_summary(builder: tfds.core.DatasetBuilder) -> str:
 
 
 def _load_embedded(name: str, split: str, data_dir, shuffle_files: bool) -> tf.data.Dataset:
+    _check_split_type(name, split)
     builder = prepared_builder(name, data_dir)
-    try:
-        num_examples = builder.info.splits[split].num_examples
-    except (KeyError, ValueError):
-        raise ValueError(
-            f"Dataset {name!r} has no split {split!r}; its splits are {sorted(builder.info.splits)}."
-        ) from None
-    if num_examples == 0:
-        raise ValueError(f"Split {split!r} of dataset {name!r} is empty.")
+    _check_split(name, split, builder.info.splits)
     return builder.as_dataset(split=split, shuffle_files=shuffle_files)
+
+
+def _check_split_type(name: str, split) -> None:
+    if not isinstance(split, str):
+        raise TypeError(
+            f"split must be a string such as 'train', 'train[:10%]' or 'train+validation' for "
+            f"dataset {name!r}; got {split!r}."
+        )
+
+
+def _check_split(name: str, split: str, splits) -> int:
+    """The number of examples ``split`` selects from ``splits`` (a TFDS ``SplitDict``).
+
+    A clear ``ValueError`` naming the split and the available splits when ``split`` is unknown,
+    badly formed (e.g. ``"train[:200%]"``) or selects nothing (e.g. ``"train[5:2]"``)."""
+    _check_split_type(name, split)
+    available = sorted(splits)
+    if split not in splits and "[" not in split and "+" not in split:
+        raise ValueError(f"Dataset {name!r} has no split {split!r}; its splits are {available}.")
+    try:
+        instructions = tfds.core.ReadInstruction.from_spec(split).to_absolute(splits)
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        reason = str(error).strip().splitlines()[-1].split(" Got: ")[0].rstrip(".")
+        raise ValueError(_split_message(name, split, reason, splits)) from None
+    selected = 0
+    for instruction in instructions:
+        total = splits[instruction.splitname].num_examples
+        first = 0 if instruction.from_ is None else instruction.from_
+        last = total if instruction.to is None else instruction.to
+        if last <= first:
+            piece = "it" if len(instructions) == 1 else f"its part of {instruction.splitname!r}"
+            reason = f"{piece} selects no examples (from {first} to {last} of {total})"
+            raise ValueError(_split_message(name, split, reason, splits))
+        selected += last - first
+    return selected
+
+
+def _split_message(name: str, split: str, reason: str, splits) -> str:
+    sizes = ", ".join(f"{s} ({splits[s].num_examples} examples)" for s in sorted(splits))
+    return (
+        f"Invalid split {split!r} for dataset {name!r}: {reason}. Its splits are {sizes}; "
+        "name one, slice it with 'train[:10%]' or 'train[5:20]' (start < end, percentages "
+        "within 100%), or join them with 'train+validation'."
+    )
 
 
 def _load_tfds(tfds_name: str, split: str, data_dir, shuffle_files: bool) -> tf.data.Dataset:
     if not tfds_name:
         raise ValueError(f"Expected '{TFDS_PREFIX}NAME', e.g. '{TFDS_PREFIX}glue/sst2'; got no name.")
+    _check_split_type(f"{TFDS_PREFIX}{tfds_name}", split)
     if data_dir is None and os.environ.get(DATA_DIR_ENV):
         data_dir = resolve_data_dir()
+    builder = _tfds_builder(tfds_name, data_dir)
+    if not builder.is_prepared():
+        raise DataUnavailableError(_not_prepared_message(tfds_name, builder, data_dir))
+    _check_split(f"{TFDS_PREFIX}{tfds_name}", split, builder.info.splits)
+    return builder.as_dataset(split=split, shuffle_files=shuffle_files)
+
+
+def _tfds_builder(tfds_name: str, data_dir) -> tfds.core.DatasetBuilder:
+    """The TFDS builder of ``tfds_name`` (nothing is downloaded or written)."""
     try:
-        return tfds.load(tfds_name, split=split, data_dir=data_dir, shuffle_files=shuffle_files)
+        return tfds.builder(tfds_name, data_dir=None if data_dir is None else os.fspath(data_dir))
     except tfds.core.registered.DatasetNotFoundError:
         raise ValueError(
             f"Unknown TFDS dataset {tfds_name!r}: it is not in tfds.list_builders() and not "
             "prepared in the data directory."
         ) from None
+
+
+def _not_prepared_message(tfds_name: str, builder: tfds.core.DatasetBuilder, data_dir) -> str:
+    where = f" --data_dir {os.fspath(data_dir)}" if data_dir is not None else ""
+    return (
+        f"TFDS dataset {tfds_name!r} is not prepared in {builder.data_dir} (keras_lm never "
+        f"downloads TFDS data while loading): prepare it once on a machine with network access "
+        f"with `tfds build {tfds_name}{where}` (or tfds.builder({tfds_name!r}).download_and_prepare()) "
+        "and load it from that data directory (the data_dir argument)."
+    )
 
 
 def _looks_like_path(name: str) -> bool:
@@ -125,7 +188,10 @@ def _looks_like_path(name: str) -> bool:
 
 def _load_text_files(patterns: list[str], split: str) -> tf.data.Dataset:
     if split not in ("train", None):
-        raise ValueError(f"Local text files have a single split 'train'; got split={split!r}.")
+        raise ValueError(
+            f"Local text files have a single split 'train' (slice it with Dataset.take/skip); "
+            f"got split={split!r}."
+        )
     if not patterns:
         raise ValueError("Expected at least one text file path; got an empty list.")
     files: list[str] = []

@@ -28,6 +28,8 @@ import os
 
 import tensorflow as tf
 
+from keras_lm.training import devices as local
+
 STRATEGY_NAMES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 
 #: Seconds a collective op (gradient all-reduce) may wait for the other workers before failing.
@@ -58,6 +60,8 @@ def strategy(
       GPUs, else ``"one_device"``.
     - ``"one_device"``: ``OneDeviceStrategy`` on ``devices[0]``, else the first GPU, else the CPU.
     - ``"mirrored"``: ``MirroredStrategy`` over ``devices``, else every GPU, else every logical CPU.
+      A device in ``devices`` that this machine does not have is an error (TensorFlow would
+      quietly place the variables elsewhere).
     - ``"multi_worker"``: ``MultiWorkerMirroredStrategy`` configured from ``TF_CONFIG``; a collective
       op waits at most ``collective_timeout`` seconds for the other workers.
     - ``"tpu"``: ``TPUStrategy`` through ``TPUClusterResolver(tpu)``.
@@ -74,6 +78,7 @@ def strategy(
     """
     if name not in STRATEGY_NAMES:
         raise ValueError(f"Unknown strategy {name!r}; choose one of {', '.join(STRATEGY_NAMES)}.")
+    devices = _check_devices(name, devices)
     enable_multi_worker_fit()
     if name == "auto":
         name = _auto_name(tpu)
@@ -81,9 +86,51 @@ def strategy(
         return tf.distribute.OneDeviceStrategy(devices[0] if devices else _default_device())
     if name == "mirrored":
         return tf.distribute.MirroredStrategy(devices or _local_devices())
+    if devices:
+        raise ValueError(
+            f"strategy({name!r}) takes its devices from the cluster, not `devices`; pass devices "
+            "only to 'one_device' or 'mirrored'."
+        )
     if name == "multi_worker":
         return _multi_worker(collective_timeout)
     return _tpu(tpu)
+
+
+def _check_devices(name: str, devices) -> list[str] | None:
+    """``devices`` as a list of names of devices this machine has; a clear error otherwise."""
+    if devices is None:
+        return None
+    if isinstance(devices, (str, bytes)) or not all(isinstance(d, str) for d in devices):
+        raise TypeError(f"`devices` must be a list of device names such as ['/gpu:0'], got {devices!r}.")
+    devices = list(devices)
+    if not devices:
+        raise ValueError("`devices` is an empty list; pass device names such as ['/gpu:0'], or None.")
+    available = local.logical_device_names()
+    for device in devices:
+        if not _device_exists(device, available):
+            names = ", ".join(local.short_name(d) for d in available)
+            raise ValueError(
+                f"strategy({name!r}): device {device!r} does not exist on this machine; its devices "
+                f"are {names}. Pass some of these, or devices=None for the default."
+            )
+    return devices
+
+
+def _device_exists(device: str, available: list[str]) -> bool:
+    try:
+        wanted = tf.DeviceSpec.from_string(device)
+    except ValueError:
+        return False
+    if wanted.job not in (None, "localhost"):
+        return True  # another task's device: only that task can tell
+    if wanted.device_type is None:
+        return False
+    for name in available:
+        spec = tf.DeviceSpec.from_string(name)
+        same_type = spec.device_type.upper() == wanted.device_type.upper()
+        if same_type and wanted.device_index in (None, spec.device_index):
+            return True
+    return False
 
 
 def _auto_name(tpu: str | None) -> str:
@@ -91,17 +138,16 @@ def _auto_name(tpu: str | None) -> str:
         return "multi_worker"
     if tpu or os.environ.get("TPU_NAME"):
         return "tpu"
-    return "mirrored" if len(tf.config.list_logical_devices("GPU")) > 1 else "one_device"
+    return "mirrored" if len(local.logical_device_names("GPU")) > 1 else "one_device"
 
 
 def _default_device() -> str:
-    gpus = tf.config.list_logical_devices("GPU")
-    return gpus[0].name if gpus else "/cpu:0"
+    gpus = local.logical_device_names("GPU")
+    return gpus[0] if gpus else "/cpu:0"
 
 
 def _local_devices() -> list[str]:
-    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-    return [device.name for device in devices]
+    return local.logical_device_names("GPU") or local.logical_device_names("CPU")
 
 
 def _tf_config() -> dict:

@@ -12,12 +12,15 @@ batches in the input pipeline (not in the model), which is cheap next to a train
 
 A backup is written atomically: a new ``step-N.weights.h5`` file first, then the metadata file
 ``training_metadata.json`` that points to it (replaced in one rename), then the old weights file is
-removed, so a kill at any moment leaves a consistent backup. A corrupted or truncated backup
-raises ``CheckpointError`` naming the file.
+removed, so a kill at any moment leaves a consistent backup. A corrupted or truncated backup, or
+metadata with a bad field (a negative or non-integer step, a missing key, a step beyond the
+planned steps), raises ``CheckpointError`` naming the file and the field before anything is
+restored, trained or removed: the backup is left as it is.
 """
 from __future__ import annotations
 
 import json
+import numbers
 import os
 
 import keras
@@ -62,18 +65,23 @@ class StepBackup(keras.callbacks.BackupAndRestore):
     # --- restore ---
 
     def read_metadata(self) -> dict | None:
-        """The metadata of the latest backup, or None when there is none."""
+        """The metadata of the latest backup, checked field by field; None when there is none."""
         if not os.path.exists(self._metadata):
             return None
         try:
             with open(self._metadata) as file:
                 metadata = json.load(file)
-            int(metadata["global_step"]), str(metadata["weights"])
-        except (OSError, ValueError, KeyError, TypeError) as error:
+        except (OSError, ValueError) as error:
             raise CheckpointError(
                 f"The training backup metadata '{self._metadata}' is corrupted ({error}); delete "
                 f"'{self.backup_dir}' to start training over."
             ) from None
+        problem = _metadata_problem(metadata)
+        if problem:
+            raise CheckpointError(
+                f"The training backup metadata '{self._metadata}' is corrupted: {problem}; delete "
+                f"'{self.backup_dir}' to start training over."
+            )
         return metadata
 
     def on_train_begin(self, logs=None):
@@ -140,6 +148,36 @@ class StepBackup(keras.callbacks.BackupAndRestore):
     def on_train_end(self, logs=None):
         if self.delete_checkpoint:
             delete_backup(self.backup_dir)
+
+
+def _metadata_problem(metadata) -> str | None:
+    """What is wrong with a backup's metadata (a JSON object written by ``StepBackup``), or None."""
+    if not isinstance(metadata, dict):
+        return f"expected a JSON object, got {type(metadata).__name__}"
+    missing = [key for key in ("global_step", "weights") if key not in metadata]
+    if missing:
+        return f"missing {', '.join(repr(key) for key in missing)}"
+    step = metadata["global_step"]
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        return f"'global_step' is {step!r}, not a number of steps (an integer >= 0)"
+    weights = metadata["weights"]
+    if (
+        not isinstance(weights, str)
+        or os.path.basename(weights) != weights
+        or weights in ("", ".", "..")
+        or not weights.endswith(".weights.h5")
+    ):
+        return f"'weights' is {weights!r}, not the name of a '.weights.h5' file in the backup folder"
+    states = metadata.get("seed_states", [])
+    if not isinstance(states, list) or not all(_is_int_list(state) for state in states):
+        return "'seed_states' is not a list of lists of integers"
+    return None
+
+
+def _is_int_list(values) -> bool:
+    return isinstance(values, list) and all(
+        isinstance(value, int) and not isinstance(value, bool) for value in values
+    )
 
 
 def _seed_variables(model) -> list:
@@ -220,6 +258,8 @@ def resumable_fit(
     """
     if not isinstance(dataset, tf.data.Dataset):
         raise TypeError(f"resumable_fit needs a tf.data.Dataset, got {type(dataset).__name__}.")
+    if not _is_positive_integer(epochs):
+        raise ValueError(f"`epochs` must be a positive integer, got {epochs!r}.")
     steps_per_epoch = _steps_per_epoch(dataset, steps_per_epoch)
     from keras_lm.training.distribution import is_multi_worker
 
@@ -228,15 +268,11 @@ def resumable_fit(
         task = distribution.cluster_resolver.task_id
         backup_dir = os.path.join(backup_dir, f"worker-{task}")
     backup = StepBackup(backup_dir, save_every=save_every, delete_checkpoint=False)
+    total = epochs * steps_per_epoch
+    _check_backup_fits(backup, total, f"{epochs} epochs x {steps_per_epoch} steps")
     backup.set_model(model)
     backup.on_train_begin()  # restore now, to know how much data to skip
     done = backup.restored_step
-    total = epochs * steps_per_epoch
-    if done > total:
-        raise CheckpointError(
-            f"The backup in '{backup_dir}' is at step {done}, beyond this run's {total} steps "
-            f"({epochs} epochs x {steps_per_epoch}); delete it or train for longer."
-        )
     stream = dataset.repeat().skip(done)
     callbacks = [*(callbacks or []), backup]
     epoch, step_in_epoch = divmod(done, steps_per_epoch)
@@ -259,10 +295,26 @@ def resumable_fit(
     return history or model.history
 
 
+def _check_backup_fits(backup: StepBackup, total: int, plan: str) -> None:
+    """A clear error, before anything is restored or removed, for a backup past the planned steps."""
+    metadata = backup.read_metadata()
+    if metadata is not None and metadata["global_step"] > total:
+        path = os.path.join(backup.backup_dir, METADATA_FILE)
+        raise CheckpointError(
+            f"The training backup metadata '{path}' has 'global_step' {metadata['global_step']}, "
+            f"beyond this run's {total} steps ({plan}); train for longer, or delete "
+            f"'{backup.backup_dir}' to start over."
+        )
+
+
+def _is_positive_integer(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+
+
 def _steps_per_epoch(dataset: tf.data.Dataset, steps_per_epoch: int | None) -> int:
     if steps_per_epoch is not None:
-        if int(steps_per_epoch) < 1:
-            raise ValueError(f"`steps_per_epoch` must be positive, got {steps_per_epoch}.")
+        if not _is_positive_integer(steps_per_epoch):
+            raise ValueError(f"`steps_per_epoch` must be a positive integer, got {steps_per_epoch!r}.")
         return int(steps_per_epoch)
     cardinality = int(dataset.cardinality())
     if cardinality == tf.data.INFINITE_CARDINALITY or cardinality < 0:

@@ -20,6 +20,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from keras_lm.training import devices as local
+
 XLA_CPU_MEASUREMENT = {
     "config": "Bert('mini') BertPretrainer, vocab 1000, seq 128, batch 16, 2 shared CPU cores",
     "tokens_per_second_best_of_3": {
@@ -44,7 +46,7 @@ def _device_types(distribution: tf.distribute.Strategy | None) -> set[str]:
     if isinstance(distribution, tf.distribute.TPUStrategy):
         types.add("TPU")
     if not types:  # the default strategy: whatever TF places ops on
-        types = {"GPU"} if tf.config.list_logical_devices("GPU") else {"CPU"}
+        types = {"GPU"} if local.logical_device_names("GPU") else {"CPU"}
     return {t.upper() for t in types}
 
 
@@ -91,23 +93,13 @@ def precision(policy: str | keras.DTypePolicy = "mixed_bfloat16") -> keras.DType
 
 def _cpu_has_fast_bfloat16() -> bool:
     """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX-BF16; Linux flags)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return bool({"avx512_bf16", "amx_bf16"} & local.cpu_flags())
 
 
 def _gpus_have_fast_bfloat16() -> bool:
-    gpus = tf.config.list_physical_devices("GPU")
-    if not gpus:
-        return False
-    for gpu in gpus:
-        capability = tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0))
-        if tuple(capability) < (8, 0):  # bfloat16 tensor cores start with Ampere
-            return False
-    return True
+    """Whether every GPU has bfloat16 tensor cores (compute capability 8.0+, Ampere on)."""
+    capabilities = local.gpu_compute_capabilities()
+    return bool(capabilities) and all(tuple(c) >= (8, 0) for c in capabilities)
 
 
 def fastest_precision(distribution: tf.distribute.Strategy | None = None) -> str:

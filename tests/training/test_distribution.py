@@ -159,3 +159,56 @@ def test_worker_whose_peer_dies_exits_with_one_clear_error(tmp_path):
     assert "WorkerLostError" in err and "another worker died or stopped answering" in err, err[-3000:]
     assert err.count("Traceback") == 1
     assert elapsed < WORKER_SECONDS
+
+
+def test_a_device_this_machine_lacks_is_one_clear_error_naming_the_devices_here():
+    with pytest.raises(ValueError) as raised:
+        strategy("one_device", devices=["/gpu:7"])
+    message = str(raised.value)
+    assert message.startswith("strategy('one_device'): device '/gpu:7' does not exist on this machine; its devices are CPU:0")
+    assert "\n" not in message
+    for name, devices, missing in (
+        ("mirrored", ["/cpu:0", "/gpu:1"], "'/gpu:1'"),
+        ("mirrored", ["/cpu:0", "/cpu:3"], "'/cpu:3'"),
+        ("one_device", ["/job:localhost/replica:0/task:0/device:TPU:0"], "TPU:0'"),
+        ("auto", ["/gpu:0"], "'/gpu:0'"),
+        ("one_device", ["gpu7"], "'gpu7'"),
+        ("one_device", [""], "''"),
+    ):
+        with pytest.raises(ValueError, match=f"strategy\\({name!r}\\): device .*{missing} does not exist on this machine; its devices are CPU:0"):
+            strategy(name, devices=devices)
+
+
+def test_devices_must_be_a_nonempty_list_of_names_for_one_device_or_mirrored():
+    with pytest.raises(TypeError, match=r"`devices` must be a list of device names such as \['/gpu:0'\], got '/cpu:0'"):
+        strategy("one_device", devices="/cpu:0")
+    with pytest.raises(ValueError, match="`devices` is an empty list"):
+        strategy("mirrored", devices=[])
+    with pytest.raises(ValueError, match="pass devices only to 'one_device' or 'mirrored'"):
+        strategy("tpu", devices=["/cpu:0"])
+
+
+def test_devices_this_machine_has_are_used():
+    one = strategy("one_device", devices=["/cpu:0"])
+    assert one.extended.worker_devices == ("/job:localhost/replica:0/task:0/device:CPU:0",)
+    full = strategy("one_device", devices=["/job:localhost/replica:0/task:0/device:CPU:0"])
+    assert full.num_replicas_in_sync == 1
+    assert strategy("mirrored", devices=["/CPU:0"]).num_replicas_in_sync == 1
+
+
+def test_devices_are_checked_against_our_device_query(monkeypatch):
+    """With a (played) GPU machine, '/gpu:1' exists and '/gpu:2' does not."""
+    from keras_lm.training import devices as local
+
+    names = ["/job:localhost/replica:0/task:0/device:CPU:0",
+             "/job:localhost/replica:0/task:0/device:GPU:0",
+             "/job:localhost/replica:0/task:0/device:GPU:1"]
+    monkeypatch.setattr(local, "logical_device_names",
+                        lambda kind=None: [n for n in names if kind is None or f"device:{kind}:" in n])
+    from keras_lm.training.distribution import _check_devices, _default_device, _local_devices
+
+    assert _check_devices("mirrored", ["/gpu:0", "/gpu:1"]) == ["/gpu:0", "/gpu:1"]
+    with pytest.raises(ValueError, match=r"device '/gpu:2' does not exist on this machine; its devices are CPU:0, GPU:0, GPU:1\."):
+        _check_devices("mirrored", ["/gpu:0", "/gpu:2"])
+    assert _default_device() == names[1]
+    assert _local_devices() == names[1:]

@@ -1,5 +1,8 @@
 """Resume after kill -9: a real training process is killed mid-epoch, restarted, and must end equal."""
+import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -131,3 +134,107 @@ def test_steps_per_epoch_is_required_for_a_dataset_of_unknown_length(tmp_path):
     model, data = small_model()
     with pytest.raises(ValueError, match="needs `steps_per_epoch`"):
         resumable_fit(model, data.filter(lambda x, y: True), str(tmp_path), verbose=0)
+
+
+@pytest.fixture(scope="module")
+def good_backup(tmp_path_factory):
+    """A real backup of ``small_model`` at step 4 (one epoch of 4 batches), to copy and spoil."""
+    model, data = small_model()
+    directory = tmp_path_factory.mktemp("good") / "backup"
+    resumable_fit(model, data, str(directory), epochs=1, save_every=1, keep_backup=True, verbose=0)
+    assert sorted(p.name for p in directory.iterdir()) == ["step-4.weights.h5", "training_metadata.json"]
+    return directory
+
+
+def folder_bytes(directory):
+    return {path.name: path.read_bytes() for path in sorted(directory.iterdir())}
+
+
+GOOD = {"global_step": 4, "weights": "step-4.weights.h5", "seed_states": []}
+
+
+@pytest.mark.parametrize("metadata, problem", [
+    ({**GOOD, "global_step": -3}, r"'global_step' is -3, not a number of steps \(an integer >= 0\)"),
+    ({**GOOD, "global_step": 2.5}, r"'global_step' is 2\.5, not a number of steps"),
+    ({**GOOD, "global_step": "4"}, r"'global_step' is '4', not a number of steps"),
+    ({**GOOD, "global_step": True}, r"'global_step' is True, not a number of steps"),
+    ({**GOOD, "global_step": None}, r"'global_step' is None, not a number of steps"),
+    ({"weights": "step-4.weights.h5"}, r"missing 'global_step'"),
+    ({"global_step": 4}, r"missing 'weights'"),
+    ({**GOOD, "weights": "../step-4.weights.h5"}, r"'weights' is '\.\./step-4\.weights\.h5', not the name of a '\.weights\.h5' file in the backup folder"),
+    ({**GOOD, "weights": 4}, r"'weights' is 4, not the name"),
+    ({**GOOD, "seed_states": [[1, 2.5]]}, r"'seed_states' is not a list of lists of integers"),
+    ([4, "step-4.weights.h5"], r"expected a JSON object, got list"),
+], ids=["negative", "float", "string", "bool", "null", "no-step", "no-weights", "weights-path",
+        "weights-int", "seed-float", "not-object"])
+def test_bad_backup_metadata_is_one_clear_error_and_the_backup_is_left_untouched(
+    good_backup, tmp_path, metadata, problem
+):
+    backup = tmp_path / "backup"
+    shutil.copytree(good_backup, backup)
+    (backup / "training_metadata.json").write_text(json.dumps(metadata))
+    before = folder_bytes(backup)
+    model, data = small_model()
+    start = [w.numpy() for w in model.weights]
+    with pytest.raises(CheckpointError) as raised:
+        resumable_fit(model, data, str(backup), epochs=2, save_every=1, verbose=0)
+    message = str(raised.value)
+    assert re.search(r"training backup metadata '.*training_metadata\.json' is corrupted: " + problem, message), message
+    assert f"delete '{backup}' to start training over" in message
+    assert "\n" not in message
+    assert folder_bytes(backup) == before  # nothing deleted, nothing rewritten
+    assert int(model.optimizer.iterations) == 0  # nothing trained
+    for weight, value in zip(model.weights, start):
+        np.testing.assert_array_equal(weight.numpy(), value)
+
+
+def test_backup_beyond_the_planned_steps_is_one_clear_error_and_is_kept(good_backup, tmp_path):
+    backup = tmp_path / "backup"
+    shutil.copytree(good_backup, backup)
+    (backup / "training_metadata.json").write_text(json.dumps({**GOOD, "global_step": 9}))
+    before = folder_bytes(backup)
+    model, data = small_model()
+    start = [w.numpy() for w in model.weights]
+    with pytest.raises(CheckpointError, match=(
+        r"metadata '.*training_metadata\.json' has 'global_step' 9, beyond this run's 8 steps "
+        r"\(2 epochs x 4 steps\); train for longer, or delete '.*backup' to start over\.$"
+    )):
+        resumable_fit(model, data, str(backup), epochs=2, save_every=1, verbose=0)
+    assert folder_bytes(backup) == before
+    for weight, value in zip(model.weights, start):  # nothing restored either
+        np.testing.assert_array_equal(weight.numpy(), value)
+
+
+def test_step_backup_under_plain_fit_rejects_a_negative_step_and_keeps_the_backup(good_backup, tmp_path):
+    backup = tmp_path / "backup"
+    shutil.copytree(good_backup, backup)
+    (backup / "training_metadata.json").write_text(json.dumps({**GOOD, "global_step": -3}))
+    before = folder_bytes(backup)
+    model, data = small_model()
+    with pytest.raises(CheckpointError, match=r"'global_step' is -3"):
+        model.fit(data, epochs=1, verbose=0, callbacks=[keras_lm.training.StepBackup(str(backup))])
+    assert folder_bytes(backup) == before
+
+
+def test_a_good_backup_copy_resumes_at_its_step(good_backup, tmp_path):
+    """The copies the tests above spoil are good backups: unspoiled, the same call resumes."""
+    backup = tmp_path / "backup"
+    shutil.copytree(good_backup, backup)
+    model, data = small_model()
+    history = resumable_fit(model, data, str(backup), epochs=2, save_every=1, verbose=0)
+    assert history.epoch == [1]
+    assert int(model.optimizer.iterations) == 8
+    assert not backup.exists()
+
+
+@pytest.mark.parametrize("arguments, problem", [
+    ({"epochs": 0}, r"`epochs` must be a positive integer, got 0"),
+    ({"epochs": 1.5}, r"`epochs` must be a positive integer, got 1\.5"),
+    ({"steps_per_epoch": 2.5}, r"`steps_per_epoch` must be a positive integer, got 2\.5"),
+    ({"steps_per_epoch": -1}, r"`steps_per_epoch` must be a positive integer, got -1"),
+], ids=["epochs-0", "epochs-float", "steps-float", "steps-negative"])
+def test_bad_epoch_counts_are_one_clear_error(tmp_path, arguments, problem):
+    model, data = small_model()
+    with pytest.raises(ValueError, match=problem):
+        resumable_fit(model, data, str(tmp_path / "backup"), verbose=0, **arguments)
+    assert not (tmp_path / "backup").exists()

@@ -86,7 +86,7 @@ def test_two_accumulated_steps_of_batch_b_equal_one_step_of_batch_2b():
     assert moved > 1e-3  # the weights did change
 
 
-def test_auto_precision_is_mixed_bfloat16_exactly_where_bfloat16_is_native():
+def test_auto_precision_on_this_machine_follows_its_cpu_flags():
     with open("/proc/cpuinfo") as f:
         native = any(flag in line for line in f if line.startswith("flags") for flag in (" avx512_bf16", " amx_bf16"))
     expected = "mixed_bfloat16" if native else "float32"
@@ -96,3 +96,71 @@ def test_auto_precision_is_mixed_bfloat16_exactly_where_bfloat16_is_native():
     assert keras_lm.training.resolve_precision(None) is None
     with pytest.raises(ValueError, match="Unknown precision 'fp8'"):
         keras_lm.training.resolve_precision("fp8")
+
+
+CPU_ONLY = ["/job:localhost/replica:0/task:0/device:CPU:0"]
+WITH_GPUS = CPU_ONLY + ["/job:localhost/replica:0/task:0/device:GPU:0",
+                        "/job:localhost/replica:0/task:0/device:GPU:1"]
+
+
+def play_machine(monkeypatch, devices=CPU_ONLY, flags=(), capabilities=()):
+    """Patch keras_lm's own device queries (not TensorFlow) to play another machine."""
+    from keras_lm.training import devices as local
+
+    monkeypatch.setattr(local, "logical_device_names",
+                        lambda kind=None: [d for d in devices if kind is None or f"device:{kind}:" in d])
+    monkeypatch.setattr(local, "cpu_flags", lambda: set(flags))
+    monkeypatch.setattr(local, "gpu_compute_capabilities", lambda: list(capabilities))
+
+
+@pytest.mark.parametrize("machine, expected_precision, expected_jit", [
+    (dict(flags=("sse4_2", "avx2", "avx512f")), "float32", False),
+    (dict(flags=("avx2", "avx512f", "avx512_bf16")), "mixed_bfloat16", False),
+    (dict(flags=("avx2", "amx_tile", "amx_bf16")), "mixed_bfloat16", False),
+    (dict(devices=WITH_GPUS, capabilities=[(7, 0), (7, 0)]), "float32", True),
+    (dict(devices=WITH_GPUS, capabilities=[(8, 0), (7, 5)]), "float32", True),
+    (dict(devices=WITH_GPUS, capabilities=[(8, 0), (9, 0)]), "mixed_bfloat16", True),
+    (dict(devices=WITH_GPUS, capabilities=[(8, 6), (8, 6)], flags=("avx2",)), "mixed_bfloat16", True),
+], ids=["cpu", "cpu-avx512bf16", "cpu-amx", "gpu-volta", "gpu-mixed-old-new", "gpu-ampere-hopper",
+        "gpu-ampere-on-plain-cpu"])
+def test_precision_and_xla_per_device_branch_under_the_default_strategy(
+    monkeypatch, machine, expected_precision, expected_jit
+):
+    play_machine(monkeypatch, **machine)
+    assert keras_lm.training.fastest_precision() == expected_precision
+    assert keras_lm.training.resolve_precision("auto") == expected_precision
+    assert jit_compile_for() is expected_jit
+
+
+def test_precision_and_xla_follow_the_strategy_devices_not_the_machine(monkeypatch):
+    """A CPU strategy on a GPU machine uses the CPU's answer, and a GPU strategy the GPU's."""
+    play_machine(monkeypatch, devices=WITH_GPUS, flags=("avx512_bf16",), capabilities=[(7, 0)])
+    on_cpu = tf.distribute.OneDeviceStrategy("/cpu:0")
+    on_gpu = tf.distribute.OneDeviceStrategy("/gpu:0")
+    assert keras_lm.training.fastest_precision(on_cpu) == "mixed_bfloat16"
+    assert keras_lm.training.fastest_precision(on_gpu) == "float32"  # Volta: no bf16 tensor cores
+    assert (jit_compile_for(on_cpu), jit_compile_for(on_gpu)) == (False, True)
+    play_machine(monkeypatch, devices=WITH_GPUS, flags=(), capabilities=[(8, 0)])
+    assert keras_lm.training.fastest_precision(on_cpu) == "float32"
+    assert keras_lm.training.fastest_precision(on_gpu) == "mixed_bfloat16"
+
+
+def test_tpu_branch_is_mixed_bfloat16_with_xla(monkeypatch):
+    from keras_lm.training import speed
+
+    play_machine(monkeypatch, flags=(), capabilities=[(7, 0)])  # neither CPU nor GPU would say bf16
+    monkeypatch.setattr(speed, "_device_types", lambda distribution: {"TPU", "CPU"})
+    assert keras_lm.training.fastest_precision() == "mixed_bfloat16"
+    assert keras_lm.training.resolve_precision("auto") == "mixed_bfloat16"
+    assert jit_compile_for() is True
+
+
+def test_device_queries_read_this_machine():
+    from keras_lm.training import devices as local
+
+    assert [local.short_name(name) for name in local.logical_device_names()] == ["CPU:0"]
+    assert local.logical_device_names("GPU") == []  # no GPU here
+    assert local.gpu_compute_capabilities() == []
+    with open("/proc/cpuinfo") as f:
+        flags = next(line for line in f if line.startswith("flags")).split(":", 1)[1].split()
+    assert local.cpu_flags() == set(flags) and "fpu" in flags
