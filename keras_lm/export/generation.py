@@ -4,8 +4,10 @@ Signatures (every input is required, the way TF Serving expects; variants are se
 
 - ``serving_default`` (greedy): ``prompts`` tf.string ``[batch]``, ``max_new_tokens`` int32 scalar.
 - ``sample``: the same plus ``temperature`` float32, ``top_k`` int32, ``top_p`` float32 and ``seed``
-  int64 scalars. ``temperature <= 0`` is greedy, ``top_k <= 0`` and ``top_p >= 1`` turn those
-  filters off; the same seed gives the same text.
+  int64 scalars. ``temperature == 0`` is greedy, ``top_k == 0`` and ``top_p == 1`` turn those
+  filters off (top-k applies first, then the nucleus of the renormalized top-k distribution); the
+  same seed gives the same text. A temperature that is negative or not finite, a negative
+  ``top_k`` or a ``top_p`` outside ``(0, 1]`` is an ``InvalidArgument`` error naming it.
 
 Both return ``text`` tf.string ``[batch]`` (the continuation only, valid UTF-8, stop token
 dropped), ``token_ids`` int32 ``[batch, max_new_tokens]`` (the new tokens, stop token included,
@@ -15,8 +17,9 @@ The decoding loop is ``keras_lm.tasks.causal_lm.decode_tokens`` (the one ``Causa
 runs) as a plain ``tf.while_loop`` with the KV cache, without XLA, so any TF Serving build runs it.
 Prompts are handled as ``generate`` handles them: a prompt longer than the context left for the
 new tokens keeps its most recent tokens, an empty prompt starts from the start token (or the
-end-of-text token), invalid UTF-8 is replaced. ``max_new_tokens`` outside ``[0, context)`` is
-an ``InvalidArgument`` error naming it.
+end-of-text token), invalid UTF-8 is replaced, and ids past the tokenizer's vocabulary (a
+backbone with a padded vocabulary) are never generated. ``max_new_tokens`` outside
+``[0, context)`` is an ``InvalidArgument`` error naming it.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ import keras_hub
 import tensorflow as tf
 
 from keras_lm.export.files import atomic_directory
-from keras_lm.tasks.causal_lm import decode_tokens, sampler_next_token
+from keras_lm.tasks.causal_lm import decode_tokens, sampler_next_token, tokenizer_vocabulary_size
 
 STOP_SLOTS = 4
 
@@ -60,6 +63,21 @@ def _new_tokens_and_lengths(tokens, lengths, max_new_tokens, stop_token_ids):
     kept = tf.logical_not(after_stop)
     new = tf.where(kept, new, tf.zeros_like(new))
     return new, tf.reduce_sum(tf.cast(kept, tf.int32), axis=1), tf.logical_and(kept, tf.logical_not(is_stop))
+
+
+def check_sampling(temperature, top_k, top_p):
+    """In-graph checks of the ``sample`` scalars: an ``InvalidArgumentError`` naming a bad one."""
+    return [
+        tf.debugging.Assert(
+            tf.logical_and(tf.math.is_finite(temperature), temperature >= 0.0),
+            ["temperature must be a finite number >= 0 (0 is greedy); got", temperature],
+        ),
+        tf.debugging.Assert(top_k >= 0, ["top_k must be >= 0 (0 keeps every token); got", top_k]),
+        tf.debugging.Assert(
+            tf.logical_and(top_p > 0.0, top_p <= 1.0),
+            ["top_p must be > 0 and <= 1 (1 keeps every token); got", top_p],
+        ),
+    ]
 
 
 def sample_next_token(temperature, top_k, top_p, seed):
@@ -103,6 +121,7 @@ class _Generation:
         self.start_token = _start_token(causal_lm)
         stops = _stop_token_ids(causal_lm)
         self.stop_token_ids = stops + [-1] * (STOP_SLOTS - len(stops))
+        self.vocabulary_size = tokenizer_vocabulary_size(self.tokenizer)
 
     def _check_max_new_tokens(self, max_new_tokens):
         return tf.debugging.assert_less(
@@ -146,16 +165,18 @@ class _Generation:
         prompt_mask = tf.sequence_mask(lengths, total)
         stop_token_ids = tf.constant(self.stop_token_ids, tf.int32)
         tokens = decode_tokens(self.backbone, next_token, token_ids, prompt_mask, shortest, total,
-                               stop_token_ids, shortest)
+                               stop_token_ids, shortest, self.vocabulary_size)
         new, length, text_mask = _new_tokens_and_lengths(tokens, lengths, max_new_tokens, stop_token_ids)
         text = self.tokenizer.detokenize(tf.ragged.boolean_mask(new, text_mask))
         text = tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD)
         return {"text": text, "token_ids": new, "length": length}
 
 
-def generation_serving(causal_lm, directory: str, overwrite: bool = False) -> str:
+def generation_serving(causal_lm, directory: str, overwrite: bool = False, protected=()) -> str:
     """Exports a ``keras_lm.tasks.CausalLM`` (with a tokenizer) as a generation serving SavedModel.
 
+    ``overwrite`` replaces only a previous generation export, and never a folder holding one of the
+    ``protected`` paths (e.g. the source ``.keras`` file); see ``keras_lm.export.files``.
     See this module's docstring for the signatures. Loading needs ``import tensorflow_text`` in
     the loading process when the tokenizer uses its ops (``keras_lm.tokenizers.BytePair`` does).
 
@@ -182,12 +203,14 @@ def generation_serving(causal_lm, directory: str, overwrite: bool = False) -> st
         return generation(prompts, max_new_tokens, greedy)
 
     def sample(prompts, max_new_tokens, temperature, top_k, top_p, seed):
+        with tf.control_dependencies(check_sampling(temperature, top_k, top_p)):
+            temperature, top_k, top_p = tf.identity(temperature), tf.identity(top_k), tf.identity(top_p)
         return generation(prompts, max_new_tokens, sample_next_token(temperature, top_k, top_p, seed))
 
     prompts = tf.TensorSpec([None], tf.string, name="prompts")
     max_new_tokens = tf.TensorSpec([], tf.int32, name="max_new_tokens")
     print(f"[export] writing generation serving SavedModel to {directory}")
-    with atomic_directory(directory, overwrite) as staging:
+    with atomic_directory(directory, overwrite, kind="generation", protected=protected) as staging:
         archive = keras.export.ExportArchive()
         archive.track(causal_lm)
         archive.track(causal_lm.tokenizer)

@@ -43,7 +43,7 @@ def serving(task, directory: str, overwrite: bool = False, protected=()) -> str:
     if isinstance(task, CausalLM):
         from keras_lm.export.generation import generation_serving
 
-        return generation_serving(task, directory, overwrite=overwrite)
+        return generation_serving(task, directory, overwrite=overwrite, protected=protected)
     if getattr(task, "preprocessor", None) is None:
         raise ValueError(
             "keras_lm.export.serving needs a task with a preprocessor to take raw text; "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import re
 import subprocess
@@ -144,12 +145,13 @@ def pretrain_causal_lm(
     return serving
 
 
-def _keras_sampler(temperature: float, top_k: int, top_p: float, seed: int):
-    """The keras-hub sampler matching the ``sample`` signature's parameters."""
+def _keras_sampler(temperature: float, top_k: int, top_p: float, seed: int, vocabulary_size: int):
+    """The keras-hub sampler matching the ``sample`` signature's parameters (``top_k`` capped at the vocabulary)."""
     import keras_hub
 
     if temperature <= 0:
         return "greedy"
+    top_k = min(top_k, vocabulary_size)
     if top_p < 1:
         return keras_hub.samplers.TopPSampler(p=top_p, k=top_k if top_k > 0 else None, temperature=temperature,
                                               seed=seed)
@@ -158,19 +160,64 @@ def _keras_sampler(temperature: float, top_k: int, top_p: float, seed: int):
     return keras_hub.samplers.RandomSampler(temperature=temperature, seed=seed)
 
 
+def _is_integer(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_generation_arguments(max_new_tokens, temperature, top_k, top_p, seed) -> None:
+    """One ValueError naming the first argument of ``generate_text`` that cannot work."""
+    if not _is_integer(max_new_tokens) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}.")
+    if not _is_real(temperature) or not math.isfinite(temperature) or temperature < 0:
+        raise ValueError(f"temperature must be a finite number >= 0 (0 is greedy), got {temperature!r}.")
+    if not _is_integer(top_k) or top_k < 0:
+        raise ValueError(f"top_k must be an integer >= 0 (0 keeps every token), got {top_k!r}.")
+    if not _is_real(top_p) or not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be a number in (0, 1] (1 keeps every token), got {top_p!r}.")
+    if not _is_integer(seed) or not -(2**63) <= seed < 2**63:
+        raise ValueError(f"seed must be a 64-bit integer, got {seed!r}.")
+
+
+EXPECTED_MODEL = ("a generation serving export (a directory written by `keras-lm export serving` or "
+                  "keras_lm.export.serving(causal_lm, ...)) or a .keras file holding a CausalLM")
+
+
+class ModelPathError(ValueError, FileNotFoundError):
+    """``generate_text`` was given a path that holds no model it can generate with."""
+
+
+def check_model_path(model) -> None:
+    """One ModelPathError (a ValueError) unless ``model`` looks like a generation export or a .keras file."""
+    if not isinstance(model, (str, os.PathLike)) or not str(model):
+        raise ModelPathError(f"--model must be a path to {EXPECTED_MODEL}; got {model!r}.")
+    if not os.path.exists(model):
+        raise ModelPathError(f"No such file or directory: '{model}'. Expected {EXPECTED_MODEL}.")
+    if os.path.isdir(model) and not os.path.isfile(os.path.join(model, "saved_model.pb")):
+        raise ModelPathError(f"'{model}' is a directory without a saved_model.pb. Expected {EXPECTED_MODEL}.")
+    if not os.path.isdir(model) and not str(model).endswith(".keras"):
+        raise ModelPathError(f"'{model}' is not a .keras file. Expected {EXPECTED_MODEL}.")
+
+
 def generate_text(model: str, prompts, max_new_tokens: int = 32, temperature: float = 0.0, top_k: int = 0,
                   top_p: float = 1.0, seed: int = 0) -> list[str]:
     """Continuations of ``prompts`` by a generation serving export (a directory) or a ``.keras`` CausalLM.
 
-    ``temperature <= 0`` decodes greedily (the export's ``serving_default``); otherwise tokens are
+    ``temperature == 0`` decodes greedily (the export's ``serving_default``); otherwise tokens are
     sampled (the export's ``sample`` signature), keeping the ``top_k`` most likely tokens when
     ``top_k > 0`` and the nucleus of probability ``top_p`` when ``top_p < 1``.
+
+    Raises one ``ValueError`` before loading anything for a bad argument (``max_new_tokens`` an
+    integer >= 1; ``temperature`` finite and >= 0; ``top_k`` an integer >= 0; ``top_p`` in ``(0, 1]``;
+    ``seed`` an integer) or a ``model`` path that is missing or neither a directory with a
+    ``saved_model.pb`` nor a ``.keras`` file (``ModelPathError``, also a ``FileNotFoundError``).
     """
     prompts = [str(p) for p in prompts]
-    if not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}.")
-    if not os.path.exists(model):
-        raise FileNotFoundError(f"No serving export or .keras file at '{model}'.")
+    check_generation_arguments(max_new_tokens, temperature, top_k, top_p, seed)
+    check_model_path(model)
     if os.path.isdir(model):
         import tensorflow as tf
         import tensorflow_text  # noqa: F401  (tokenizer ops used by the serving graph)
@@ -189,8 +236,8 @@ def generate_text(model: str, prompts, max_new_tokens: int = 32, temperature: fl
         except TypeError as error:
             raise ValueError(f"'{model}' is not a generation export: {error}") from None
         except tf.errors.InvalidArgumentError as error:
-            found = re.search(r"(max_new_tokens must be [^\]]*\)|max_new_tokens must be >= 0|Empty prompt[^\]]*)",
-                              error.message)
+            found = re.search(r"(max_new_tokens must be [^\]]*\)|max_new_tokens must be >= 0|Empty prompt[^\]]*"
+                              r"|(?:temperature|top_k|top_p) must be [^\];]*)", error.message)
             raise ValueError(found.group(1) if found else error.message.strip().splitlines()[-1]) from None
         if "text" not in outputs:
             raise ValueError(f"'{model}' is not a generation export (its outputs: {', '.join(sorted(outputs))}).")
@@ -198,7 +245,8 @@ def generate_text(model: str, prompts, max_new_tokens: int = 32, temperature: fl
     task = keras.saving.load_model(model)
     if not isinstance(task, keras_lm.tasks.CausalLM):
         raise ValueError(f"'{model}' holds a {type(task).__name__}, not a CausalLM.")
-    texts = task.generate(prompts, max_new_tokens=max_new_tokens, sampler=_keras_sampler(temperature, top_k, top_p, seed))
+    sampler = _keras_sampler(temperature, top_k, top_p, seed, task._generation_vocabulary_size())
+    texts = task.generate(prompts, max_new_tokens=max_new_tokens, sampler=sampler)
     return [text[len(prompt):] if text.startswith(prompt) else text for prompt, text in zip(prompts, texts)]
 
 
@@ -222,8 +270,10 @@ def generate(
 ) -> list:
     """Generates continuations of ``prompts`` from the serving export in a fresh process; prints them.
 
-    ``temperature <= 0`` is greedy; otherwise sampling with optional ``top_k`` / ``top_p`` filters.
+    ``temperature == 0`` is greedy; otherwise sampling with optional ``top_k`` / ``top_p`` filters.
+    Bad sampling arguments raise one ValueError before the process starts (see ``generate_text``).
     """
+    check_generation_arguments(max_new_tokens, temperature, top_k, top_p, seed)
     sampling = {"temperature": float(temperature), "top_k": int(top_k), "top_p": float(top_p), "seed": int(seed)}
     model = model or os.path.join(output, SERVING_DIR)
     _stage(f"generating from {len(prompts)} prompts with {model} in a fresh process")

@@ -10,6 +10,9 @@ traced function.
 """
 from __future__ import annotations
 
+import math
+import numbers
+
 import keras
 import keras_hub
 import numpy as np
@@ -56,6 +59,65 @@ def _is_string(x) -> bool:
     return isinstance(x, (str, bytes))
 
 
+def tokenizer_vocabulary_size(tokenizer) -> int | None:
+    """``tokenizer.vocabulary_size()``, or None when there is no tokenizer or it cannot tell."""
+    size = getattr(tokenizer, "vocabulary_size", None) if tokenizer is not None else None
+    try:
+        return int(size()) if callable(size) else None
+    except (TypeError, ValueError):
+        return None
+
+
+def check_tokenizer_fits(backbone, tokenizer) -> None:
+    """Refuses a tokenizer whose ids can reach past the backbone's vocabulary."""
+    size = tokenizer_vocabulary_size(tokenizer)
+    vocabulary = getattr(backbone, "vocabulary_size", None)
+    if size is not None and vocabulary is not None and size > vocabulary:
+        raise ValueError(
+            f"The tokenizer has {size} tokens but the backbone only {vocabulary}: they do not belong "
+            f"together. Build the backbone with vocabulary_size={size} (or more)."
+        )
+
+
+def _is_integer(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def check_sampler(sampler, vocabulary_size: int) -> None:
+    """One clear ValueError for a keras-hub sampler whose parameters cannot sample.
+
+    ``temperature`` must be finite and > 0 (use the greedy sampler for temperature 0), ``k`` an
+    integer in ``[1, vocabulary_size]``, ``p`` in ``(0, 1]``, ``num_beams`` in ``[1, vocabulary_size]``
+    and ``seed`` None or an integer.
+    """
+    name = type(sampler).__name__
+    temperature = getattr(sampler, "temperature", 1.0)
+    if not _is_real(temperature) or not math.isfinite(temperature) or temperature <= 0:
+        raise ValueError(
+            f"{name}: temperature must be a finite number > 0, got {temperature!r} "
+            "(for temperature 0 use sampler='greedy')."
+        )
+    k = getattr(sampler, "k", None)
+    if isinstance(sampler, keras_hub.samplers.TopKSampler) or k is not None:
+        if not _is_integer(k) or not 1 <= k <= vocabulary_size:
+            raise ValueError(f"{name}: k must be an integer in [1, {vocabulary_size}] (the vocabulary), got {k!r}.")
+    if isinstance(sampler, keras_hub.samplers.TopPSampler):
+        p = getattr(sampler, "p", None)
+        if not _is_real(p) or not 0 < p <= 1:
+            raise ValueError(f"{name}: p must be a number in (0, 1], got {p!r}.")
+    if isinstance(sampler, keras_hub.samplers.BeamSampler):
+        beams = sampler.num_beams
+        if not _is_integer(beams) or not 1 <= beams <= vocabulary_size:
+            raise ValueError(f"{name}: num_beams must be an integer in [1, {vocabulary_size}], got {beams!r}.")
+    seed = getattr(sampler, "seed", None)
+    if seed is not None and not _is_integer(seed):
+        raise ValueError(f"{name}: seed must be None or an integer, got {seed!r}.")
+
+
 def zero_cache(backbone, batch_size, max_length) -> tuple:
     """The backbone's zero KV cache; ``batch_size`` and ``max_length`` may be scalar tensors."""
     if isinstance(batch_size, (int, np.integer)) and isinstance(max_length, (int, np.integer)):
@@ -77,12 +139,28 @@ def prefilled_cache(backbone, token_ids, prefill_length):
     return cache
 
 
-def next_logits(backbone, tokens, cache, index):
-    """Logits ``[B, V]`` for position ``index`` from the token at ``index - 1`` (and the new cache)."""
+def restrict_to_vocabulary(logits, vocabulary_size: int | None):
+    """``logits [B, V]`` with ``-inf`` for ids ``>= vocabulary_size`` (None or >= V: unchanged).
+
+    A backbone may have more rows than its tokenizer has tokens (a vocabulary padded to a round
+    size); generation never picks those ids, which no tokenizer could turn back into text.
+    """
+    size = logits.shape[-1]
+    if vocabulary_size is None or size is None or vocabulary_size >= size:
+        return logits
+    allowed = ops.arange(size) < vocabulary_size
+    return ops.where(allowed[None, :], logits, ops.full_like(logits, float("-inf")))
+
+
+def next_logits(backbone, tokens, cache, index, vocabulary_size: int | None = None):
+    """Logits ``[B, V]`` for position ``index`` from the token at ``index - 1`` (and the new cache).
+
+    Ids ``>= vocabulary_size`` get ``-inf`` (see ``restrict_to_vocabulary``).
+    """
     batch = ops.shape(tokens)[0]
     previous = ops.slice(tokens, (0, index - 1), (batch, 1))
     logits, hidden, cache = backbone.call_with_cache(previous, cache, index - 1)
-    return logits[:, 0, :], hidden[:, 0, :], cache
+    return restrict_to_vocabulary(logits[:, 0, :], vocabulary_size), hidden[:, 0, :], cache
 
 
 def sampler_next_token(sampler):
@@ -95,14 +173,15 @@ def sampler_next_token(sampler):
 
 
 def decode_tokens(backbone, next_token, token_ids, prompt_mask, start_index, end_index, stop_token_ids,
-                  prefill_length):
+                  prefill_length, vocabulary_size: int | None = None):
     """The decoding loop shared by ``CausalLM.generate`` and the generation serving export.
 
     Positions ``start_index … end_index - 1`` of ``token_ids`` ``[B, total]`` are filled one at a
     time through the KV cache: prompt positions (``prompt_mask`` True) keep their token, the others
     get ``next_token(logits [B, V] float32, index)``. The loop stops early once every row has
     produced one of ``stop_token_ids`` (``[S]`` int32, -1 for unused slots). Shapes may be dynamic;
-    the loop is a ``tf.while_loop`` usable with or without XLA.
+    the loop is a ``tf.while_loop`` usable with or without XLA. With ``vocabulary_size`` (the
+    tokenizer's, when smaller than the backbone's), larger ids are never generated.
 
     Returns:
         int32 ``[B, total]`` tokens (positions after a row's stop token hold unused tokens).
@@ -115,7 +194,7 @@ def decode_tokens(backbone, next_token, token_ids, prompt_mask, start_index, end
         return ops.logical_and(index < end_index, ops.logical_not(ops.all(done)))
 
     def body(tokens, cache, index, done):
-        logits, _, cache = next_logits(backbone, tokens, cache, index)
+        logits, _, cache = next_logits(backbone, tokens, cache, index, vocabulary_size)
         token = ops.cast(next_token(logits, index), "int32")
         in_prompt = ops.slice(prompt_mask, (0, index), (batch, 1))[:, 0]
         token = ops.where(in_prompt, ops.slice(tokens, (0, index), (batch, 1))[:, 0], token)
@@ -154,6 +233,10 @@ class CausalLM(keras.Model):
         start_token_id: token prepended to empty prompts; defaults to the tokenizer's
             ``start_token_id`` when it has one. Without it an empty prompt is an error.
 
+    The tokenizer may have fewer tokens than the backbone (a vocabulary padded to a round size):
+    generation then never produces the extra ids, which no text could hold. A tokenizer with
+    more tokens than the backbone is refused (a ``ValueError`` at construction).
+
     Example:
         >>> import keras_hub, keras_lm
         >>> backbone = keras_lm.applications.Gpt2("tiny", vocabulary_size=256, max_sequence_length=64)
@@ -171,6 +254,7 @@ class CausalLM(keras.Model):
                 f"CausalLM needs a keras_lm decoder backbone (with `logits` and `call_with_cache`), "
                 f"got {type(backbone).__name__}."
             )
+        check_tokenizer_fits(backbone, _tokenizer_of(preprocessor_or_tokenizer))
         self.backbone = backbone
         self.preprocessor = preprocessor_or_tokenizer
         self.start_token_id = start_token_id
@@ -247,7 +331,14 @@ class CausalLM(keras.Model):
             raise TypeError(f"`sampler` must be a name or a keras_hub.samplers.Sampler, got {type(sampler).__name__}.")
         if isinstance(chosen, keras_hub.samplers.ContrastiveSampler):
             raise ValueError("The contrastive sampler is not supported by CausalLM.generate.")
+        check_sampler(chosen, self._generation_vocabulary_size())
         return chosen
+
+    def _generation_vocabulary_size(self) -> int:
+        """Ids generation may produce: the tokenizer's vocabulary when it is smaller than the backbone's."""
+        size = tokenizer_vocabulary_size(self.tokenizer)
+        vocabulary = int(self.backbone.vocabulary_size)
+        return vocabulary if size is None else min(size, vocabulary)
 
     def _encode_prompts(self, prompts):
         """``(list of token-id lists, kind)``; kind tells ``generate`` how to format the answer."""
@@ -340,6 +431,8 @@ class CausalLM(keras.Model):
             max_new_tokens: tokens to add to every prompt (fewer if a stop token comes first).
             sampler: ``"greedy"``, ``"temperature"`` (= ``"random"``), ``"top_k"``, ``"top_p"``,
                 ``"beam"`` or a ``keras_hub.samplers.Sampler`` (e.g. ``TopKSampler(k=5, seed=1)``).
+                Its parameters are checked first (``check_sampler``): a finite temperature > 0,
+                ``k`` and ``num_beams`` in ``[1, vocabulary]``, ``p`` in ``(0, 1]``, an integer seed.
             stop_token_ids: token ids ending a row's generation (kept in id outputs, dropped from
                 text outputs). Defaults to the tokenizer's ``end_token_id`` when generating from text.
             jit_compile: compile the decoding loop with XLA; None uses ``default_jit_compile()``.
@@ -354,13 +447,13 @@ class CausalLM(keras.Model):
         Beam search compiles one function per exact total length (its search horizon is the
         buffer length); the other samplers reuse one function per shape bucket.
         """
+        sampler = self._resolve_sampler(sampler)
         rows, kind = self._encode_prompts(prompts)
         if stop_token_ids is None and kind in ("string", "strings"):
             end = getattr(self.tokenizer, "end_token_id", None)
             stop_token_ids = [] if end is None else [int(end)]
         stop_token_ids = [int(t) for t in (stop_token_ids or [])]
         rows = self._prepare(rows, max_new_tokens)
-        sampler = self._resolve_sampler(sampler)
         generated = self._generate_ids(rows, int(max_new_tokens), sampler, stop_token_ids,
                                        default_jit_compile() if jit_compile is None else bool(jit_compile))
         return self._format(generated, rows, kind, stop_token_ids)
@@ -391,7 +484,7 @@ class CausalLM(keras.Model):
         return [output[i, : lengths[i] + max_new_tokens].tolist() for i in range(len(rows))]
 
     def _generate_function(self, sampler, jit_compile, beam):
-        key = (id(sampler), jit_compile)
+        key = (id(sampler), jit_compile, self._generation_vocabulary_size())
         if key not in self._generation.functions:
             body = self._beam_search if beam else self._sample_loop
 
@@ -409,11 +502,11 @@ class CausalLM(keras.Model):
 
     def _next(self, tokens, cache, index):
         """Logits ``[B, V]`` for position ``index`` from the token at ``index - 1``."""
-        return next_logits(self.backbone, tokens, cache, index)
+        return next_logits(self.backbone, tokens, cache, index, self._generation_vocabulary_size())
 
     def _sample_loop(self, sampler, token_ids, prompt_mask, start_index, end_index, stop_token_ids, prefill_length):
         return decode_tokens(self.backbone, sampler_next_token(sampler), token_ids, prompt_mask, start_index,
-                             end_index, stop_token_ids, prefill_length)
+                             end_index, stop_token_ids, prefill_length, self._generation_vocabulary_size())
 
     def _beam_search(self, sampler, token_ids, prompt_mask, start_index, end_index, stop_token_ids,
                      prefill_length):

@@ -251,3 +251,61 @@ def test_instruction_fine_tuning_learns_the_completion_of_real_reviews():
     assert losses[-1] < 0.3 * losses[0], losses
     answer = lm.generate("Review: A gripping, beautifully acted film.\nSentiment:", max_new_tokens=9)
     assert answer.endswith((" positive", " negative")), answer
+
+
+def test_a_tokenizer_larger_than_the_backbone_is_refused_at_construction():
+    with pytest.raises(ValueError, match="The tokenizer has 256 tokens but the backbone only 200"):
+        CausalLM(tiny_gpt2(vocabulary_size=200), keras_hub.tokenizers.ByteTokenizer())
+
+
+def test_a_padded_backbone_vocabulary_never_generates_ids_the_tokenizer_lacks():
+    """Backbone rows 256..299 have no byte: generation keeps to the tokenizer's 256 ids."""
+    backbone = spread_weights(tiny_gpt2(vocabulary_size=300))
+    table = backbone.token_embedding.embeddings
+    table.assign(np.concatenate([table.numpy()[:256], 3.0 * table.numpy()[:44]]))  # padded rows that would win
+    prompt = [5, 17, 42]
+    unrestricted = uncached_greedy(backbone, prompt, 6)
+    assert max(unrestricted[3:]) >= 256
+    lm = CausalLM(backbone, keras_hub.tokenizers.ByteTokenizer())
+    restricted = list(prompt)
+    for _ in range(6):  # greedy over the tokenizer's ids only, recomputing the whole sequence
+        x = np.array([restricted], "int32")
+        logits = np.asarray(backbone.logits(backbone({"token_ids": x, "padding_mask": np.ones_like(x)})["sequence_output"]))
+        restricted.append(int(np.argmax(logits[0, -1, :256])))
+    assert lm.generate(prompt, max_new_tokens=6, jit_compile=False) == restricted  # the sampling loop
+    beam = lm.generate([prompt, [99, 3, 150]], max_new_tokens=6, sampler=keras_hub.samplers.BeamSampler(num_beams=3),
+                       jit_compile=False)  # beam search has its own loop
+    assert max(max(row) for row in beam) < 256
+
+
+BAD_SAMPLERS = [
+    (keras_hub.samplers.TopKSampler(k=-5), r"k must be an integer in \[1, 256\]"),
+    (keras_hub.samplers.TopKSampler(k=0), r"k must be an integer in \[1, 256\]"),
+    (keras_hub.samplers.TopKSampler(k=300), r"k must be an integer in \[1, 256\]"),
+    (keras_hub.samplers.TopKSampler(k=2.5), r"k must be an integer"),
+    (keras_hub.samplers.TopPSampler(p=0.0), r"p must be a number in \(0, 1\]"),
+    (keras_hub.samplers.TopPSampler(p=1.5), r"p must be a number in \(0, 1\]"),
+    (keras_hub.samplers.TopPSampler(p=float("nan")), r"p must be a number in \(0, 1\]"),
+    (keras_hub.samplers.TopPSampler(p=0.5, k=-1), r"k must be an integer in \[1, 256\]"),
+    (keras_hub.samplers.RandomSampler(temperature=float("nan")), "temperature must be a finite number > 0"),
+    (keras_hub.samplers.RandomSampler(temperature=float("inf")), "temperature must be a finite number > 0"),
+    (keras_hub.samplers.RandomSampler(temperature=0.0), "temperature must be a finite number > 0.*greedy"),
+    (keras_hub.samplers.TopKSampler(k=5, temperature=-1.0), "temperature must be a finite number > 0"),
+    (keras_hub.samplers.BeamSampler(num_beams=0), r"num_beams must be an integer in \[1, 256\]"),
+]
+
+
+@pytest.mark.parametrize("sampler, message", BAD_SAMPLERS, ids=[f"{type(s).__name__}-{i}" for i, (s, _) in
+                                                               enumerate(BAD_SAMPLERS)])
+def test_bad_sampler_parameters_get_one_clear_error_before_any_work(sampler, message):
+    lm = CausalLM(tiny_gpt2())
+    with pytest.raises(ValueError, match=message):
+        lm.generate([[1, 2, 3]], max_new_tokens=2, sampler=sampler)
+    assert lm.generate_trace_count == 0
+
+
+def test_a_sampler_with_a_non_integer_seed_is_refused():
+    sampler = keras_hub.samplers.RandomSampler(seed=3)
+    sampler.seed = "three"
+    with pytest.raises(ValueError, match="seed must be None or an integer"):
+        CausalLM(tiny_gpt2()).generate([[1, 2]], max_new_tokens=2, sampler=sampler)
