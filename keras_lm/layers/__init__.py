@@ -6,6 +6,8 @@ from keras_lm.layers.embeddings import (
     PositionEmbedding,
     SegmentEmbedding,
     SinusoidalPositionEncoding,
+    TokenEmbedding,
+    TokenIdError,
     sinusoidal_table,
 )
 from keras_lm.layers.feed_forward import FeedForward
@@ -32,6 +34,8 @@ __all__ = [
     "PositionEmbedding",
     "SegmentEmbedding",
     "SinusoidalPositionEncoding",
+    "TokenEmbedding",
+    "TokenIdError",
     "TransformerEncoderBlock",
     "attention_bias",
     "gelu_approximate",

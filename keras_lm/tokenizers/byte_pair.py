@@ -13,7 +13,7 @@ from keras_hub.src.utils.tensor_utils import no_convert_scope, preprocessing_fun
 
 from keras_lm.tokenizers.byte_pair_split import sanitize_utf8, split_words
 from keras_lm.tokenizers.byte_pair_training import train_byte_level_bpe
-from keras_lm.tokenizers.text import text_only
+from keras_lm.tokenizers.text import ids_in_vocabulary, text_only
 
 END_OF_TEXT = "<|endoftext|>"
 VOCABULARY_FILE = "vocab.json"
@@ -175,7 +175,12 @@ class BytePair(keras_hub.tokenizers.BytePairTokenizer):
             return self._tokenize_words(inputs)
 
     def detokenize(self, inputs, *args, **kwargs):
-        """Bytes of the tokens joined back into ``tf.string`` text (exactly the tokenized text)."""
+        """Bytes of the tokens joined back into ``tf.string`` text (exactly the tokenized text).
+
+        Ids must lie in ``[0, vocabulary_size())``: otherwise a ``TokenizerInputError`` (a
+        ``ValueError``), or in a graph/SavedModel an ``InvalidArgumentError`` (never a silent drop).
+        """
+        inputs = ids_in_vocabulary(inputs, self.vocabulary_size(), "BytePair.detokenize")
         if isinstance(inputs, tf.RaggedTensor):
             inputs = tf.cast(inputs, "int32")
         with no_convert_scope():

@@ -29,6 +29,32 @@ def checked(value, condition, message: str, data=()):
         return tf.nest.map_structure(tf.identity, value)
 
 
+def as_id_tensor(ids):
+    """Token ids as a ``tf.Tensor`` or ``tf.RaggedTensor`` (nested Python lists may be ragged)."""
+    if isinstance(ids, (tf.Tensor, tf.RaggedTensor)):
+        return ids
+    try:
+        return tf.convert_to_tensor(ids)
+    except (ValueError, TypeError):
+        return tf.ragged.constant(ids)
+
+
+def ids_in_vocabulary(ids, vocabulary_size: int, owner: str):
+    """``ids`` once checked to be integers in ``[0, vocabulary_size)``.
+
+    Tokenizer kernels crash (tf-text's WordPiece) or silently drop ids (byte-level BPE) outside
+    their vocabulary; ``owner`` (e.g. ``"WordPiece.detokenize"``) starts the one-line error.
+    """
+    ids = as_id_tensor(ids)
+    if not ids.dtype.is_integer:
+        raise TokenizerInputError(f"{owner} takes integer token ids; got dtype {ids.dtype.name}.")
+    flat = ids.flat_values if isinstance(ids, tf.RaggedTensor) else ids
+    in_range = tf.reduce_all(tf.logical_and(flat >= 0, flat < tf.cast(vocabulary_size, flat.dtype)))
+    message = f"{owner}: token ids must lie in [0, {vocabulary_size}) (the vocabulary size); got ids from"
+    flat = checked(flat, in_range, message, [tf.reduce_min(flat), "to", tf.reduce_max(flat)])
+    return ids.with_flat_values(flat) if isinstance(ids, tf.RaggedTensor) else flat
+
+
 def sanitize_text(text):
     """Return ``text`` as a ``tf.string`` tensor that every tokenizer op accepts.
 

@@ -9,7 +9,7 @@ import keras_hub
 import tensorflow as tf
 from keras_hub.src.utils.tensor_utils import no_convert_scope
 
-from keras_lm.tokenizers.text import TokenizerInputError, checked, sanitize_text, text_only
+from keras_lm.tokenizers.text import ids_in_vocabulary, sanitize_text, text_only
 from keras_lm.tokenizers.vocabulary_training import learn_word_piece_vocabulary
 
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
@@ -135,7 +135,7 @@ class WordPiece(keras_hub.tokenizers.WordPieceTokenizer):
         Ids must lie in ``[0, vocabulary_size())``: otherwise a ``TokenizerInputError`` (a
         ``ValueError``), or in a graph/SavedModel an ``InvalidArgumentError``, before tf-text runs.
         """
-        inputs = _ids_in_vocabulary(inputs, self.vocabulary_size())
+        inputs = ids_in_vocabulary(inputs, self.vocabulary_size(), "WordPiece.detokenize")
         with no_convert_scope():
             return super().detokenize(inputs, *args, **kwargs)
 
@@ -209,28 +209,3 @@ def _check_special_tokens(tokens: Sequence[str], source: str) -> None:
             f"{source} is missing the special tokens {missing}: a WordPiece vocabulary must contain "
             f"{', '.join(SPECIAL_TOKENS)} (WordPiece.train puts them at ids 0..4)."
         )
-
-
-def _as_id_tensor(ids):
-    """Token ids as a ``tf.Tensor`` or ``tf.RaggedTensor`` (nested Python lists may be ragged)."""
-    if isinstance(ids, (tf.Tensor, tf.RaggedTensor)):
-        return ids
-    try:
-        return tf.convert_to_tensor(ids)
-    except (ValueError, TypeError):
-        return tf.ragged.constant(ids)
-
-
-def _ids_in_vocabulary(ids, vocabulary_size: int):
-    """``ids`` once checked to be integers in ``[0, vocabulary_size)`` (tf-text crashes otherwise)."""
-    ids = _as_id_tensor(ids)
-    if not ids.dtype.is_integer:
-        raise TokenizerInputError(f"WordPiece.detokenize takes integer token ids; got dtype {ids.dtype.name}.")
-    flat = ids.flat_values if isinstance(ids, tf.RaggedTensor) else ids
-    in_range = tf.reduce_all(tf.logical_and(flat >= 0, flat < tf.cast(vocabulary_size, flat.dtype)))
-    message = (
-        f"WordPiece.detokenize: token ids must lie in [0, {vocabulary_size}) (the vocabulary size); "
-        "got ids from"
-    )
-    flat = checked(flat, in_range, message, [tf.reduce_min(flat), "to", tf.reduce_max(flat)])
-    return ids.with_flat_values(flat) if isinstance(ids, tf.RaggedTensor) else flat

@@ -111,6 +111,19 @@ def test_detokenize_round_trips_exactly(gpt2):
     assert gpt2.detokenize(gpt2(tf.constant(invalid))).numpy() == invalid.decode("utf-8", "replace").encode()
 
 
+def test_detokenize_refuses_ids_outside_the_vocabulary_instead_of_dropping_them(gpt2):
+    from keras_lm.tokenizers.text import TokenizerInputError
+
+    size = gpt2.vocabulary_size()
+    assert gpt2.detokenize(tf.constant([[64, size - 1]])).shape == (1,)
+    for bad, span in (([64, size], f"64 to {size}"), ([-1, 64], "-1 to 64")):
+        with pytest.raises(TokenizerInputError, match=rf"^BytePair.detokenize: .*\[0, {size}\).* from {span}\.$"):
+            gpt2.detokenize(tf.constant([bad]))
+    graph = tf.function(lambda ids: gpt2.detokenize(ids), input_signature=[tf.TensorSpec([None, None], tf.int32)])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="BytePair.detokenize: token ids must lie in"):
+        graph(tf.constant([[64, size + 7]]))
+
+
 def test_in_tf_data_and_tf_function_and_saved_model(gpt2, tmp_path):
     texts = ["Hello world", "para one\n\npara two", "emoji 😀👍🏽 ok", ""]
     expected = gpt2(tf.constant(texts)).to_list()
