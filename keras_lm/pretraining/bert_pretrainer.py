@@ -72,6 +72,10 @@ class BertPretrainer(MaskedLM):
             self.nsp_loss_tracker = keras.metrics.Mean(name="nsp_loss")
             self.nsp_accuracy = keras.metrics.SparseCategoricalAccuracy(name="nsp_accuracy")
 
+    def _required_backbone_outputs(self) -> tuple:
+        outputs = super()._required_backbone_outputs()
+        return outputs + ("pooled_output",) if self.next_sentence else outputs
+
     def _add_heads(self, backbone):
         if self.next_sentence:
             self.next_sentence_head = NextSentenceHead(dtype=backbone.dtype_policy, name="next_sentence_head")

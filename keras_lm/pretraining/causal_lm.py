@@ -9,6 +9,21 @@ from keras_lm.pretraining.causal_lm_data import causal_lm_dataset
 from keras_lm.tasks.causal_lm import CausalLM as CausalLMTask
 
 
+def check_decoder_backbone(backbone) -> None:
+    """Raise one clear TypeError unless ``backbone`` is a decoder (``logits`` and ``call_with_cache``)."""
+    if hasattr(backbone, "call_with_cache") and hasattr(backbone, "logits"):
+        return
+    hint = ""
+    if hasattr(backbone, "pooler") or hasattr(backbone, "segment_embedding"):
+        hint = (" It is an encoder: pretrain encoders with keras_lm.pretraining.BertPretrainer "
+                "or MaskedLM.")
+    raise TypeError(
+        "CausalLM pretraining needs a decoder backbone with `logits` and `call_with_cache` (a "
+        "keras_lm.models.Decoder such as keras_lm.applications.Gpt2 or Llama); got "
+        f"{type(backbone).__name__}.{hint}"
+    )
+
+
 @keras.saving.register_keras_serializable(package="keras_lm", name="CausalLMPretrainer")
 class CausalLM(CausalLMTask):
     """Causal-language-model pretraining of a decoder: ``keras_lm.tasks.CausalLM`` plus its data.
@@ -24,6 +39,10 @@ class CausalLM(CausalLMTask):
         tokenizer: a ``keras_lm.tokenizers.BytePair`` (or any tokenizer with ``end_token_id``);
             used by ``dataset()`` and by ``generate`` on strings.
 
+    Raises:
+        TypeError: at construction, if ``backbone`` is not a decoder (e.g. an encoder such as
+            ``Bert``, which ``BertPretrainer`` / ``MaskedLM`` pretrain).
+
     Example:
         >>> import keras_lm
         >>> tokenizer = keras_lm.tokenizers.BytePair.gpt2()
@@ -38,6 +57,7 @@ class CausalLM(CausalLMTask):
 
     def __init__(self, backbone, tokenizer=None, **kwargs):
         tokenizer = kwargs.pop("preprocessor_or_tokenizer", tokenizer)  # from get_config
+        check_decoder_backbone(backbone)
         super().__init__(backbone, tokenizer, **kwargs)
 
     def compile(self, optimizer="adam", loss="auto", weighted_metrics="auto", **kwargs):

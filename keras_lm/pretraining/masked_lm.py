@@ -10,6 +10,7 @@ from keras_lm.pretraining import datasets
 from keras_lm.pretraining.masking import MaskedLMMasker
 
 MLM = "mlm"
+ENCODER_INPUTS = ("token_ids", "segment_ids", "padding_mask")
 
 
 @keras.saving.register_keras_serializable(package="keras_lm")
@@ -30,6 +31,10 @@ class MaskedLM(keras.Model):
         mask_rate: fraction of tokens selected for prediction.
         mask_token_rate: fraction of the selected tokens replaced by ``[MASK]``.
         random_token_rate: fraction replaced by a random token (the rest stay unchanged).
+
+    Raises:
+        TypeError: at construction, if ``backbone`` is not an encoder (e.g. a decoder such as
+            ``Gpt2``, which ``keras_lm.pretraining.CausalLM`` pretrains).
 
     Example:
         >>> import keras, tensorflow as tf, keras_lm
@@ -52,6 +57,7 @@ class MaskedLM(keras.Model):
         random_token_rate: float = 0.1,
         **kwargs,
     ):
+        check_encoder_backbone(backbone, type(self).__name__, self._required_backbone_outputs())
         # === Layers ===
         self.backbone = backbone
         self.masked_lm_head = MaskedLMHead(
@@ -83,6 +89,10 @@ class MaskedLM(keras.Model):
         self._masker_for(mask_id=0)  # validates the masking settings now, not at dataset() time
 
     # --- graph hooks (extended by BertPretrainer) ---
+
+    def _required_backbone_outputs(self) -> tuple:
+        """The backbone outputs the heads read."""
+        return ("sequence_output",)
 
     def _add_heads(self, backbone):
         """Creates heads beyond the masked-LM head (before the functional graph is built)."""
@@ -233,6 +243,41 @@ class MaskedLM(keras.Model):
         config = dict(config)
         config["backbone"] = keras.layers.deserialize(config["backbone"])
         return cls(**config)
+
+
+def check_encoder_backbone(backbone, owner: str, required_outputs=("sequence_output",)) -> None:
+    """Raise one clear TypeError unless ``backbone`` is an encoder the pretraining heads can use.
+
+    Needed: a Keras model with the encoder inputs (``token_ids``, ``segment_ids``,
+    ``padding_mask``), the ``required_outputs`` and a ``token_embedding`` to tie the MLM head to.
+    """
+    inputs, outputs = _named_tensors(backbone, "input"), _named_tensors(backbone, "output")
+    missing = [name for name in ENCODER_INPUTS if name not in inputs]
+    missing += [name for name in required_outputs if name not in outputs]
+    if not hasattr(backbone, "token_embedding"):
+        missing.append("token_embedding")
+    if not missing:
+        return
+    hint = ""
+    if hasattr(backbone, "call_with_cache"):
+        hint = " It is a decoder: pretrain decoders with keras_lm.pretraining.CausalLM."
+    raise TypeError(
+        f"{owner} needs an encoder backbone with inputs {'/'.join(ENCODER_INPUTS)}, outputs "
+        f"{'/'.join(required_outputs)} and a token_embedding (a keras_lm.models.Encoder such as "
+        f"keras_lm.applications.Bert); got {type(backbone).__name__}, which lacks "
+        f"{', '.join(missing)}.{hint}"
+    )
+
+
+def _named_tensors(model, attribute: str) -> dict:
+    """A functional model's ``input``/``output`` dict; empty for anything else."""
+    if not isinstance(model, keras.Model):
+        return {}
+    try:
+        tensors = getattr(model, attribute)
+    except (AttributeError, ValueError):  # a subclassed model that was never called
+        return {}
+    return tensors if isinstance(tensors, dict) else {}
 
 
 def _mlm_targets(y, sample_weight):

@@ -53,6 +53,21 @@ def test_padding_is_ignored_and_bool_mask_accepted():
     np.testing.assert_allclose(np.asarray(encoder(as_bool)["sequence_output"]), before, atol=1e-6)
 
 
+def test_every_position_sees_tokens_before_and_after_it():
+    """Bidirectional attention: changing one token moves the outputs of all other real positions."""
+    encoder = Encoder(**CONFIG, dropout=0.0)
+    data = make_inputs()
+    before = np.asarray(encoder(data)["sequence_output"])
+    for changed_position in (0, 3):  # first real token (seen only from the right), a middle one
+        changed = {k: v.copy() for k, v in data.items()}
+        changed["token_ids"][:, changed_position] = changed["token_ids"][:, changed_position] % 49 + 1
+        after = np.asarray(encoder(changed)["sequence_output"])
+        shift = np.abs(after - before).max(axis=-1)  # [batch, length]
+        others = [p for p in range(4) if p != changed_position]  # real positions of row 0
+        assert shift[0, others].min() > 1e-3, shift
+        assert shift[1, [p for p in range(7) if p != changed_position]].min() > 1e-3, shift
+
+
 def test_exact_keras_round_trip(tmp_path):
     encoder = Encoder(**CONFIG, dropout=0.2, activation="gelu_approximate", norm_first=True, name="my_encoder")
     data = make_inputs()

@@ -1,8 +1,9 @@
-"""BertPretrainer / MaskedLM: learning on real Shakespeare, .keras round trip, Keras callbacks."""
+"""BertPretrainer / MaskedLM: learning on real Shakespeare, .keras round trip, Keras callbacks, bad backbones."""
 import keras
 import numpy as np
 import pytest
 
+import keras_lm
 from keras_lm.pretraining import BertPretrainer, MaskedLM
 
 METRICS = ["loss", "mlm_accuracy", "mlm_loss", "nsp_accuracy", "nsp_loss"]
@@ -19,7 +20,14 @@ class StepLosses(keras.callbacks.Callback):
         self.logs.append(dict(logs))
 
 
-def test_loss_falls_over_50_steps_on_shakespeare(train_works, tokenizer, preprocessor, tiny_backbone):
+def test_loss_falls_over_50_steps_on_shakespeare_to_the_frequency_level(
+        train_works, validation_works, tokenizer, preprocessor, tiny_backbone, unigram_baseline):
+    """50 steps teach a tiny BERT the token frequencies of real text, not yet the use of context.
+
+    Measured: held-out MLM loss 5.9 nats at 50 steps and 5.8 at 200, against a unigram entropy of
+    5.5 — beating it on real text takes far longer than a unit test may. That the model learns
+    from context is asserted on synthetic copies in test_learning_needs_attention.py.
+    """
     pretrainer = BertPretrainer(tiny_backbone, max_predictions=12)
     pretrainer.compile(optimizer=keras.optimizers.AdamW(learning_rate=2e-3, weight_decay=0.01))
     dataset = pretrainer.dataset(train_works, preprocessor, batch_size=16, seed=0, shuffle_buffer=2000)
@@ -31,8 +39,15 @@ def test_loss_falls_over_50_steps_on_shakespeare(train_works, tokenizer, preproc
     print("first 5:", losses[:5].round(3), "last 5:", losses[-5:].round(3))
     assert np.all(np.isfinite(losses))
     assert losses[-5:].mean() < losses[:5].mean() - 0.75
-    chance = 1.0 / tokenizer.vocabulary_size()
-    assert np.mean([logs["mlm_accuracy"] for logs in steps.logs[-5:]]) > 20 * chance
+
+    held_out = pretrainer.dataset(validation_works, preprocessor, batch_size=32, seed=1, shuffle=False).take(4)
+    labels, weights = zip(*[(y["mlm"], w["mlm"]) for _, y, w in held_out.as_numpy_iterator()])
+    entropy, most_frequent = unigram_baseline(np.concatenate(labels), np.concatenate(weights))
+    result = pretrainer.evaluate(held_out, return_dict=True, verbose=0)
+    print(result, {"unigram_entropy": entropy, "most_frequent": most_frequent})
+    uniform = np.log(tokenizer.vocabulary_size())  # about the untrained loss
+    assert result["mlm_loss"] < uniform - 0.6  # moved from uniform towards the unigram entropy
+    assert result["mlm_accuracy"] > 0.7 * most_frequent  # found the frequent tokens (chance: 0.1%)
 
 
 def test_compile_needs_no_loss_and_rejects_one(tiny_backbone):
@@ -129,3 +144,35 @@ def test_masked_lm_trains_on_single_segments(train_works, preprocessor, tiny_bac
     assert sorted(history.history) == ["loss", "mlm_accuracy", "mlm_loss"]
     assert history.history["loss"][0] == pytest.approx(history.history["mlm_loss"][0], rel=1e-5)
     assert BertPretrainer(tiny_backbone, next_sentence=False).get_config()["next_sentence"] is False
+
+
+def small_gpt2():
+    return keras_lm.applications.Gpt2("tiny", vocabulary_size=50, hidden_dim=16, intermediate_dim=32,
+                                      max_sequence_length=16)
+
+
+@pytest.mark.parametrize(
+    "make_pretrainer,pattern",
+    [
+        (lambda backbone: BertPretrainer(backbone), r"BertPretrainer needs an encoder.*Gpt2.*segment_ids, pooled_output"),
+        (lambda backbone: BertPretrainer(backbone, next_sentence=False), r"BertPretrainer needs an encoder.*Gpt2"),
+        (lambda backbone: MaskedLM(backbone), r"MaskedLM needs an encoder.*Gpt2.*lacks segment_ids\."),
+    ],
+    ids=["bert_pretrainer", "without_next_sentence", "masked_lm"],
+)
+def test_a_decoder_backbone_is_one_clear_error(make_pretrainer, pattern):
+    with pytest.raises(TypeError, match=pattern) as error:
+        make_pretrainer(small_gpt2())
+    assert "keras_lm.applications.Bert" in str(error.value)
+    assert "pretrain decoders with keras_lm.pretraining.CausalLM" in str(error.value)
+
+
+def test_backbones_without_the_needed_outputs_are_one_clear_error(tiny_backbone):
+    sequence_only = keras.Model(tiny_backbone.input, {"sequence_output": tiny_backbone.output["sequence_output"]})
+    with pytest.raises(TypeError, match="lacks pooled_output, token_embedding"):
+        BertPretrainer(sequence_only)
+    with pytest.raises(TypeError, match="lacks token_embedding"):
+        MaskedLM(sequence_only)
+    with pytest.raises(TypeError, match="got str, which lacks token_ids, segment_ids, padding_mask"):
+        MaskedLM("bert")
+    assert MaskedLM(tiny_backbone).backbone is tiny_backbone  # an Encoder is accepted
