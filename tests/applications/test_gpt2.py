@@ -9,24 +9,10 @@ import tensorflow as tf
 import keras_lm.applications.gpt2 as gpt2_module
 from keras_lm.applications import Gpt2
 from keras_lm.tasks import CausalLM
+from reference import assert_close_at_bfloat16_scale, logits_of, nonzero_fraction, randomize_every_parameter
 
 VOCABULARY = 211
 CONTEXT = 64
-
-
-def randomize_every_parameter(model, seed, std=0.2):
-    """Draws every parameter of a torch model from N(0, std), norm scales from N(1, std).
-
-    transformers' default init leaves biases at 0 and LayerNorms at gamma=1, beta=0, so a
-    mapping that swaps or drops them would still match; random values make every weight count.
-    """
-    import torch
-
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            offset = 1.0 if is_norm_scale(name) else 0.0
-            parameter.copy_(offset + std * torch.randn(parameter.shape, generator=generator))
 
 
 def is_norm_scale(name):
@@ -41,14 +27,10 @@ def hf_gpt2(tmp_path_factory):
     config = transformers.GPT2Config(vocab_size=VOCABULARY, n_positions=CONTEXT, n_embd=32, n_layer=2, n_head=4,
                                      bos_token_id=0, eos_token_id=0)
     model = transformers.GPT2LMHeadModel(config).eval()
-    randomize_every_parameter(model, seed=0)
+    randomize_every_parameter(model, seed=0, is_norm_scale=is_norm_scale)
     directory = tmp_path_factory.mktemp("gpt2")
     model.save_pretrained(directory)
     return model, directory
-
-
-def logits_of(model, ids, mask):
-    return np.asarray(model.logits(model({"token_ids": ids, "padding_mask": mask})["sequence_output"]))
 
 
 def test_reference_weights_are_random_everywhere(hf_gpt2):
@@ -127,25 +109,6 @@ def test_mixed_bfloat16_logits_match_float32_on_a_long_sequence(hf_gpt2):
     mask = np.ones_like(ids)
     expected, actual = logits_of(full, ids, mask), logits_of(mixed, ids, mask)
     assert_close_at_bfloat16_scale(actual, expected)
-
-
-def assert_close_at_bfloat16_scale(actual, expected):
-    """bf16 logits agree with float32 ones, early and late in the sequence, relative to the logits' scale.
-
-    bf16 keeps 8 significant bits (rounding error <= 2**-9 of a value); after the dozens of roundings
-    of two blocks, 99% of the logits stay within 2e-2 of the scale and none beyond 5e-2 (a rare
-    near-tie in attention amplifies).
-    """
-    scale, error = np.abs(expected).max(), np.abs(actual - expected)
-    length = expected.shape[1]
-    for positions in (slice(0, length // 4), slice(3 * length // 4, length)):
-        assert np.percentile(error[:, positions], 99) <= 2e-2 * scale, (positions, error[:, positions].max(), scale)
-        assert error[:, positions].max() <= 5e-2 * scale, (positions, error[:, positions].max(), scale)
-    assert error.max() > 0  # really computed in bfloat16
-
-
-def nonzero_fraction(gradient):
-    return float(np.mean(np.asarray(tf.convert_to_tensor(gradient)) != 0))
 
 
 def test_gradients_reach_every_weight_element():
