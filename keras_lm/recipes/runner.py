@@ -11,6 +11,8 @@ keyword arguments of those functions, run in order with one shared output direct
 import inspect
 import os
 import time
+import types
+import typing
 
 import yaml
 
@@ -35,6 +37,13 @@ class RecipeError(ValueError):
 
 
 def load_recipe(path: str) -> dict:
+    """Reads and validates the recipe at `path` (see `validate_recipe`)."""
+    recipe = _read_recipe(path)
+    validate_recipe(recipe, path)
+    return recipe
+
+
+def _read_recipe(path: str) -> dict:
     if not os.path.exists(path):
         raise RecipeError(f"No recipe file at '{path}'.")
     with open(path) as f:
@@ -44,12 +53,11 @@ def load_recipe(path: str) -> dict:
             raise RecipeError(f"Recipe '{path}' is not valid YAML: {error}") from error
     if not isinstance(recipe, dict) or not recipe:
         raise RecipeError(f"Recipe '{path}' must be a mapping of step names to arguments.")
-    validate_recipe(recipe, path)
     return recipe
 
 
 def validate_recipe(recipe: dict, source: str = "recipe") -> None:
-    """Checks every step name and argument name before anything runs."""
+    """Checks every step name, argument name, value type and value range before anything runs."""
     for step, arguments in recipe.items():
         if step not in STEPS:
             raise RecipeError(
@@ -66,15 +74,83 @@ def validate_recipe(recipe: dict, source: str = "recipe") -> None:
                 raise RecipeError(
                     f"{source}: unknown key '{step}.{key}'; '{step}' accepts: {names}."
                 )
+        try:
+            check_arguments(STEPS[step], arguments, lambda key: f"{step}.{key}")
+        except ValueError as error:
+            raise RecipeError(f"{source}: {error}") from None
+
+
+def check_arguments(function, arguments: dict, describe=lambda key: key) -> None:
+    """Checks `arguments` against `function`'s annotations and value rules; one ValueError if not.
+
+    A bool must be a real bool (YAML `true`, not the string "false"); an int is not a bool; a
+    float accepts an int; a tuple accepts a list; `X | None` accepts None. Values then pass
+    `workflows.check_values` (positive step counts, known model sizes, ...). `describe(key)` is
+    how the error names an argument (e.g. "pretrain.steps" in a recipe, "--steps" on the CLI).
+    """
+    hints = typing.get_type_hints(function)
+    for key, value in arguments.items():
+        if key in hints and not _matches(value, hints[key]):
+            raise ValueError(
+                f"{describe(key)} must be {_type_name(hints[key])}, got {value!r} "
+                f"({type(value).__name__})."
+            )
+    problem = workflows.check_values(function, arguments)
+    if problem:
+        key, message = problem
+        raise ValueError(f"{describe(key)} {message}")
+
+
+def _matches(value, hint) -> bool:
+    """Whether `value` (as YAML or argparse gives it) is acceptable for the annotation `hint`."""
+    origin = typing.get_origin(hint)
+    if hint is typing.Any:
+        return True
+    if hint is None or hint is type(None):
+        return value is None
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, option) for option in typing.get_args(hint))
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint in (tuple, list) or origin in (tuple, list):
+        if not isinstance(value, (tuple, list)):
+            return False
+        item = [a for a in typing.get_args(hint) if a is not Ellipsis]
+        return len(item) != 1 or all(_matches(v, item[0]) for v in value)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True  # an annotation we do not check
+
+
+def _type_name(hint) -> str:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        names = [_type_name(option) for option in typing.get_args(hint) if option is not type(None)]
+        optional = type(None) in typing.get_args(hint)
+        return " or ".join(names) + (" (or null)" if optional else "")
+    if hint in (tuple, list) or origin in (tuple, list):
+        return "a list"
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
 
 
 def run_recipe(path: str, output: str, overrides: dict | None = None) -> dict:
-    """Runs every step of the recipe at `path` in order, writing into `output`."""
-    recipe = load_recipe(path)
+    """Runs every step of the recipe at `path` in order, writing into `output`.
+
+    `overrides` maps "step.key" to a value; the recipe with its overrides is validated (names,
+    types, ranges) before any step runs.
+    """
+    recipe = _read_recipe(path)
     for dotted, value in (overrides or {}).items():
         step, _, key = dotted.partition(".")
-        recipe.setdefault(step, {})
-        recipe[step] = dict(recipe[step] or {}, **{key: value})
+        arguments = recipe.get(step) or {}
+        if not isinstance(arguments, dict):
+            raise RecipeError(f"{path}: step '{step}' must map argument names to values.")
+        recipe[step] = dict(arguments, **{key: value})
     validate_recipe(recipe, path)
     os.makedirs(output, exist_ok=True)
     start = time.time()

@@ -21,8 +21,45 @@ import keras
 import tensorflow as tf
 
 import keras_lm
+from keras_lm.applications.bert import BERT_SIZES
+from keras_lm.export.files import check_export_target, refuse_unsafe_directory
 
 METRICS_FILE = "metrics.json"
+ENCODER_EXPORT = "encoder"
+SERVING_EXPORT = os.path.join("serving", "1")
+#: Arguments (of any workflow) that count something and must be at least 1 when given.
+POSITIVE_COUNTS = ("steps", "batch_size", "sequence_length", "vocabulary_size", "epochs",
+                   "max_predictions", "max_train_examples", "eval_batches")
+
+
+def check_values(function, arguments: dict):
+    """The first argument value `function` cannot use, as (name, "must be ..."), else None.
+
+    Types are checked by `keras_lm.recipes.runner.check_arguments`; this checks ranges and choices,
+    so that a recipe or a command fails before any work instead of minutes into a run.
+    """
+    for name in POSITIVE_COUNTS:
+        value = arguments.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+            return name, f"must be at least 1, got {value}."
+    rules = {
+        "num_classes": (lambda v: v >= 2, "must be at least 2"),
+        "warmup": (lambda v: v >= 0, "must be 0 or more"),
+        "learning_rate": (lambda v: v > 0 and v != float("inf"), "must be a positive number"),
+    }
+    for name, (valid, message) in rules.items():
+        value = arguments.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not valid(value):
+            return name, f"{message}, got {value}."
+    if function is pretrain and arguments.get("size", "mini") not in BERT_SIZES:
+        return "size", f"must be one of {', '.join(BERT_SIZES)}, got {arguments['size']!r}."
+    return None
+
+
+def _check_values(function, arguments: dict) -> None:
+    problem = check_values(function, arguments)
+    if problem:
+        raise ValueError(f"`{problem[0]}` {problem[1]}")
 
 
 def _stage(message: str) -> None:
@@ -59,6 +96,7 @@ def train_vocabulary(
     lowercase: bool = True,
 ) -> str:
     """Trains a WordPiece vocabulary on the corpus' train split; writes OUTPUT/vocab.txt."""
+    _check_values(train_vocabulary, locals())
     os.makedirs(output, exist_ok=True)
     _stage(f"training a {vocabulary_size}-token WordPiece vocabulary on '{corpus}' (train split)")
     start = time.time()
@@ -89,8 +127,17 @@ class _LossHistory(keras.callbacks.Callback):
             self.losses.append(float(logs["loss"]))
 
 
-def _load_tokenizer(output: str, vocabulary: str | None, lowercase: bool = True):
+def _vocabulary_path(output: str, vocabulary: str | None) -> str:
     path = vocabulary or os.path.join(output, "vocab.txt")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"No WordPiece vocabulary at '{path}'; run train-vocabulary first or pass --vocabulary."
+        )
+    return path
+
+
+def _load_tokenizer(output: str, vocabulary: str | None, lowercase: bool = True):
+    path = _vocabulary_path(output, vocabulary)
     return keras_lm.tokenizers.WordPiece(vocabulary=path, lowercase=lowercase)
 
 
@@ -118,6 +165,10 @@ def pretrain(
     the hardware: mixed_bfloat16 where bfloat16 is native, else float32) and `backup_dir`
     (step-level backups: a killed run resumes where it stopped, see `resumable_fit`).
     """
+    _check_values(pretrain, locals())
+    encoder_export = os.path.join(output, ENCODER_EXPORT)
+    sources = (_vocabulary_path(output, vocabulary), os.path.join(output, "pretrainer.keras"))
+    check_export_target(encoder_export, overwrite=True, kind="encoder", protected=sources)
     keras.utils.set_random_seed(seed)
     tokenizer = _load_tokenizer(output, vocabulary)
     preprocessor = keras_lm.tokenizers.BertPreprocessor(tokenizer, sequence_length=sequence_length)
@@ -164,8 +215,9 @@ def pretrain(
     before = _initial_validation(size, tokenizer, max_predictions, validation, seed)
     after = pretrainer.evaluate(validation.take(20), return_dict=True, verbose=0)
     pretrainer.save(os.path.join(output, "pretrainer.keras"))
+    # Replaces only a previous encoder export (see keras_lm.export.files), never the sources.
     directory = keras_lm.export.encoder(
-        backbone, preprocessor, os.path.join(output, "encoder"), overwrite=True
+        backbone, preprocessor, encoder_export, overwrite=True, protected=sources
     )
     _update_metrics(
         output,
@@ -243,7 +295,11 @@ def finetune(
     With `compare_random_init`, the same classifier is also trained from a randomly initialised
     encoder of the same shape, and both test accuracies are reported. Returns the serving dir.
     """
-    encoder = encoder or os.path.join(output, "encoder")
+    _check_values(finetune, locals())
+    encoder = encoder or os.path.join(output, ENCODER_EXPORT)
+    serving_export = os.path.join(output, SERVING_EXPORT)
+    sources = (encoder, os.path.join(output, "classifier.keras"))
+    check_export_target(serving_export, overwrite=True, kind="serving", protected=sources)
     train = _labelled(keras_lm.data.load(dataset, split="train"))
     if max_train_examples:
         train = train.take(max_train_examples)
@@ -274,7 +330,8 @@ def finetune(
 
     _update_metrics(output, "finetuning", {"dataset": dataset, "epochs": epochs, **results})
     pretrained.save(os.path.join(output, "classifier.keras"))
-    return keras_lm.export.serving(pretrained, os.path.join(output, "serving", "1"), overwrite=True)
+    # Replaces only a previous serving export (see keras_lm.export.files), never the sources.
+    return keras_lm.export.serving(pretrained, serving_export, overwrite=True, protected=sources)
 
 
 SERVE_SCRIPT = r"""
@@ -299,7 +356,12 @@ def serve(
     model: str | None = None,
 ) -> list:
     """Answers raw sentences from the serving export in a fresh Python process."""
-    model = model or os.path.join(output, "serving", "1")
+    model = model or os.path.join(output, SERVING_EXPORT)
+    if not os.path.isfile(os.path.join(model, "saved_model.pb")):
+        raise FileNotFoundError(
+            f"No serving export at '{model}'; run finetune first (it writes OUTPUT/{SERVING_EXPORT}) "
+            "or pass --model."
+        )
     _stage(f"answering {len(sentences)} raw sentences from {model} in a fresh process")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     result = subprocess.run(
@@ -320,20 +382,42 @@ def serve(
 
 
 def export_encoder(
-    output: str, model: str, vocabulary: str, sequence_length: int = 128, lowercase: bool = True
+    output: str,
+    model: str,
+    vocabulary: str,
+    sequence_length: int = 128,
+    lowercase: bool = True,
+    overwrite: bool = False,
 ) -> str:
-    """Exports the backbone of a `.keras` file (a backbone or a pretrainer) as an encoder pair."""
+    """Exports the backbone of a `.keras` file (a backbone or a pretrainer) as an encoder pair.
+
+    `output` is the export folder itself. It must not exist, unless `overwrite` is set and it holds
+    a previous encoder export: nothing else is ever replaced, least of all the source files.
+    """
     from keras_lm.tasks.classifier import load_backbone_file
 
+    _check_values(export_encoder, locals())
+    protected = (model, vocabulary)
+    check_export_target(output, overwrite, kind="encoder", protected=protected)
     backbone = load_backbone_file(model)
     tokenizer = keras_lm.tokenizers.WordPiece(vocabulary=vocabulary, lowercase=lowercase)
     preprocessor = keras_lm.tokenizers.BertPreprocessor(tokenizer, sequence_length=sequence_length)
-    return keras_lm.export.encoder(backbone, preprocessor, output, overwrite=True)
+    return keras_lm.export.encoder(backbone, preprocessor, output, overwrite=overwrite, protected=protected)
 
 
-def export_serving(output: str, model: str) -> str:
-    """Exports a fine-tuned task saved as `.keras` to a string-in serving SavedModel."""
-    if not os.path.exists(model):
-        raise FileNotFoundError(f"No .keras file at '{model}'.")
-    task = keras.saving.load_model(model)
-    return keras_lm.export.serving(task, output, overwrite=True)
+def export_serving(output: str, model: str, overwrite: bool = False) -> str:
+    """Exports a fine-tuned task saved as `.keras` to a string-in serving SavedModel.
+
+    `output` is the export folder itself (e.g. RUN/serving/2). It must not exist, unless
+    `overwrite` is set and it holds a previous serving export: nothing else is ever replaced,
+    least of all the source model.
+    """
+    from keras_lm.tasks.classifier import load_keras_file
+
+    refuse_unsafe_directory(output, protected=(model,))
+    if os.path.lexists(output) and not overwrite:
+        raise FileExistsError(
+            f"'{output}' already exists; pass overwrite=True (--overwrite) to replace a previous export there."
+        )
+    task = load_keras_file(model)
+    return keras_lm.export.serving(task, output, overwrite=overwrite, protected=(model,))

@@ -1,5 +1,12 @@
 """Sequence classification: an encoder backbone plus a dropout + dense head on the pooled output."""
+import contextlib
+import os
+import re
+import zipfile
+
 import keras
+import numpy as np
+import tensorflow as tf
 
 from keras_lm.tasks.saved_model import (
     ENCODER_DIR,
@@ -8,7 +15,7 @@ from keras_lm.tasks.saved_model import (
     SavedModelPreprocessor,
     read_manifest,
 )
-from keras_lm.tasks.task import Task
+from keras_lm.tasks.task import Task, is_empty
 
 ENCODER_INPUTS = ("token_ids", "segment_ids", "padding_mask")
 
@@ -20,17 +27,96 @@ def backbone_inputs(backbone) -> dict:
     return {name: keras.Input((None,), dtype="int32", name=name) for name in ENCODER_INPUTS}
 
 
-def load_backbone_file(path: str):
-    """Loads a `.keras` file holding a backbone or a model with a `.backbone` (e.g. a pretrainer)."""
-    import os
-
+def load_keras_file(path: str):
+    """Loads a `.keras` file, with one clear error when it is missing, truncated or not a Keras archive."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"No .keras file at '{path}'.")
+    if os.path.isdir(path) or not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"'{path}' is not a valid or complete .keras archive (a .keras file is a zip archive; this "
+            "one is truncated or of another format); save the model again with model.save(path)."
+        )
+    with zipfile.ZipFile(path) as archive:
+        missing = {"config.json", "metadata.json"} - set(archive.namelist())
+    if missing:
+        raise ValueError(
+            f"'{path}' is not a valid or complete .keras archive: it has no {', '.join(sorted(missing))}."
+        )
     try:
-        model = keras.saving.load_model(path)
-    except Exception as error:
-        raise ValueError(f"Could not load the Keras model file '{path}': {error}") from error
+        return keras.saving.load_model(path)
+    except Exception as error:  # corrupt weights, unknown classes, ...
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"Could not load the Keras model file '{path}': {first_line}") from error
+
+
+def load_backbone_file(path: str):
+    """Loads a `.keras` file holding a backbone or a model with a `.backbone` (e.g. a pretrainer)."""
+    model = load_keras_file(path)
     return getattr(model, "backbone", model)
+
+
+def check_vocabulary_fits(backbone, preprocessor) -> None:
+    """A ValueError when the preprocessor can produce token ids the backbone has no embedding for."""
+    embeddings = getattr(backbone, "vocabulary_size", None)
+    tokenizer = getattr(preprocessor, "tokenizer", None)
+    if not isinstance(embeddings, int) or not hasattr(tokenizer, "vocabulary_size"):
+        return  # sizes unknown (e.g. a reloaded SavedModel): nothing to compare
+    tokens = int(tokenizer.vocabulary_size())
+    if tokens > embeddings:
+        raise ValueError(
+            f"The preprocessor's tokenizer has {tokens} tokens but the backbone embeds only {embeddings}: "
+            f"build the backbone with vocabulary_size={tokens} (or pass the tokenizer it was trained with)."
+        )
+
+
+#: Marks the in-graph label checks so that their failures become one-line ValueErrors.
+LABEL_ERROR = "keras_lm label error:"
+
+
+def _label_problem(labels: np.ndarray, num_classes: int, sparse: bool):
+    """What is wrong with a batch of labels (numpy), or None."""
+    if labels.dtype.kind in "OSU":
+        example = labels.reshape(-1)[0] if labels.size else ""
+        if isinstance(example, bytes):
+            example = example.decode("utf-8", errors="replace")
+        return f"labels are strings (e.g. {example!r}); map them to integer class ids in [0, {num_classes}) first."
+    if labels.dtype.kind not in "biuf":
+        return f"labels must be integer class ids in [0, {num_classes}); got dtype {labels.dtype}."
+    if not sparse or labels.size == 0:
+        return None
+    flat = labels.reshape(-1).astype("float64")
+    if labels.ndim > 1 and labels.shape[-1] != 1:
+        return (f"labels must be one class id per example (shape [batch]); got shape {labels.shape} "
+                "(one-hot labels need loss=keras.losses.CategoricalCrossentropy(from_logits=True)).")
+    fractional = flat[~np.isfinite(flat) | (flat != np.round(flat))]
+    if fractional.size:
+        return f"labels must be integer class ids in [0, {num_classes}); got {fractional[0]:g}."
+    outside = flat[(flat < 0) | (flat >= num_classes)]
+    if outside.size:
+        return f"labels must be class ids in [0, {num_classes}); got {outside[0]:g}."
+    return None
+
+
+def _labels_spec(dataset: tf.data.Dataset):
+    spec = dataset.element_spec
+    return spec[1] if isinstance(spec, tuple) and len(spec) >= 2 else None
+
+
+@contextlib.contextmanager
+def _label_errors_as_value_errors():
+    """Turns a failed in-graph label check (deep in a tf.data pipeline) into a one-line ValueError."""
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as error:
+        found = re.search(re.escape(LABEL_ERROR) + r"\s*([^\]\n]*)\]\s*\[([^\]\n]*)\]", error.message)
+        if not found:
+            raise
+        message, value = found.group(1).strip(), found.group(2).strip()
+        try:
+            value = f"{float(value):g}"
+        except ValueError:
+            pass
+        raise ValueError(f"{message} {value}.") from None
 
 
 @keras.saving.register_keras_serializable(package="keras_lm")
@@ -53,6 +139,7 @@ class Classifier(Task):
     def __init__(self, backbone, num_classes: int, preprocessor=None, dropout: float = 0.1, **kwargs):
         if int(num_classes) < 2:
             raise ValueError(f"`num_classes` must be at least 2, got {num_classes}.")
+        check_vocabulary_fits(backbone, preprocessor)
         inputs = backbone_inputs(backbone)
         pooled = backbone(inputs)["pooled_output"]
         hidden = keras.layers.Dropout(dropout, name="head_dropout")(pooled)
@@ -75,8 +162,6 @@ class Classifier(Task):
         The encoder's variables train with any Keras optimizer (AdamW included) and its dropout is
         active during `fit`; the export's preprocess SavedModel becomes the preprocessor.
         """
-        import os
-
         read_manifest(directory)
         encoder = SavedModelEncoder(os.path.join(directory, ENCODER_DIR), name="encoder")
         preprocessor = kwargs.pop("preprocessor", None) or SavedModelPreprocessor(
@@ -91,11 +176,91 @@ class Classifier(Task):
 
     def compile(self, optimizer="adam", loss="auto", metrics="auto", **kwargs):
         """Defaults: sparse categorical cross-entropy on logits and accuracy."""
-        if loss == "auto":
+        if isinstance(loss, str) and loss == "auto":
             loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        if metrics == "auto":
+        if isinstance(metrics, str) and metrics == "auto":
             metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+        self._sparse_labels = isinstance(loss, keras.losses.SparseCategoricalCrossentropy) or loss in (
+            "sparse_categorical_crossentropy", keras.losses.sparse_categorical_crossentropy
+        )
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def fit(self, x=None, y=None, batch_size=None, validation_data=None, **kwargs):
+        """`Model.fit` after checking the labels: integer class ids in [0, num_classes)."""
+        x = self._with_checked_labels(x, y, "fit")
+        if isinstance(validation_data, (tuple, list)):
+            validation_data = (
+                self._with_checked_labels(validation_data[0], _item(validation_data, 1), "validation_data"),
+                *validation_data[1:],
+            )
+        elif validation_data is not None:
+            validation_data = self._with_checked_labels(validation_data, None, "validation_data")
+        with _label_errors_as_value_errors():
+            return super().fit(x, y, batch_size=batch_size, validation_data=validation_data, **kwargs)
+
+    def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
+        """`Model.evaluate` after checking the labels: integer class ids in [0, num_classes)."""
+        x = self._with_checked_labels(x, y, "evaluate")
+        with _label_errors_as_value_errors():
+            return super().evaluate(x, y, batch_size=batch_size, **kwargs)
+
+    def predict(self, x, batch_size=None, **kwargs):
+        """`Model.predict`; no examples give an empty [0, num_classes] array."""
+        if is_empty(x):
+            return np.zeros((0, self.num_classes), dtype="float32")
+        return super().predict(x, batch_size=batch_size, **kwargs)
+
+    def _with_checked_labels(self, x, y, method: str):
+        """Raises one clear ValueError for missing, string, fractional or out-of-range labels.
+
+        Python/numpy labels are checked here; a tf.data.Dataset is returned with an in-graph check
+        of every batch's labels (string or missing labels are seen in its element spec at once).
+        """
+        if x is None or is_empty(x):
+            return x  # Task reports empty data
+        sparse = getattr(self, "_sparse_labels", True)
+        if not isinstance(x, tf.data.Dataset):
+            if y is None:
+                raise ValueError(f"{method} needs labels: pass y (one class id per example) with x.")
+            problem = _label_problem(np.asarray(y), self.num_classes, sparse)
+            if problem:
+                raise ValueError(f"{method}: {problem}")
+            return x
+        labels = _labels_spec(x)
+        if labels is None or not isinstance(labels, tf.TensorSpec):
+            raise ValueError(
+                f"{method} needs labels: a dataset of (features, label) pairs, e.g. (text, label); "
+                f"its elements are {x.element_spec}."
+            )
+        if labels.dtype == tf.string:
+            raise ValueError(f"{method}: labels are strings; map them to integer class ids in [0, {self.num_classes}) first.")
+        if not sparse:
+            return x
+        return x.map(self._label_check(method), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    def _label_check(self, method: str):
+        num_classes = self.num_classes
+
+        def check(*element):
+            labels = tf.cast(tf.reshape(element[1], [-1]), tf.float64)
+            integral = tf.logical_and(tf.math.is_finite(labels), tf.equal(labels, tf.round(labels)))
+            in_range = tf.logical_and(labels >= 0, labels < num_classes)
+            checks = [
+                tf.debugging.Assert(
+                    tf.reduce_all(integral),
+                    [f"{LABEL_ERROR} {method}: labels must be integer class ids in [0, {num_classes}); got",
+                     tf.boolean_mask(labels, tf.logical_not(integral))[:1]],
+                ),
+                tf.debugging.Assert(
+                    tf.reduce_all(in_range),
+                    [f"{LABEL_ERROR} {method}: labels must be class ids in [0, {num_classes}); got",
+                     tf.boolean_mask(labels, tf.logical_not(in_range))[:1]],
+                ),
+            ]
+            with tf.control_dependencies(checks):
+                return (element[0], tf.identity(element[1]), *element[2:])
+
+        return check
 
     def get_config(self):
         return {
@@ -116,3 +281,7 @@ class Classifier(Task):
         if config.get("preprocessor") is not None:
             config["preprocessor"] = keras.saving.deserialize_keras_object(config["preprocessor"])
         return cls(**config)
+
+
+def _item(sequence, index):
+    return sequence[index] if len(sequence) > index else None

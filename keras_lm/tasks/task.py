@@ -10,6 +10,26 @@ import tensorflow as tf
 DEFAULT_BATCH_SIZE = 32
 
 
+def is_empty(x) -> bool:
+    """Whether `x` is a list/tuple/array/tensor with no examples, or a dataset known to be empty."""
+    if isinstance(x, tf.data.Dataset):
+        return int(x.cardinality()) == 0
+    if isinstance(x, (list, tuple)) and len(x) == 2 and all(_is_text(t) or is_empty(t) for t in x):
+        x = x[0]  # a sentence pair (first, second)
+    if isinstance(x, dict):
+        return any(is_empty(value) for value in x.values())
+    if isinstance(x, (list, tuple)):
+        return len(x) == 0
+    shape = getattr(x, "shape", None)
+    return shape is not None and len(shape) > 0 and shape[0] == 0
+
+
+def check_not_empty(x, method: str) -> None:
+    """One clear ValueError instead of Keras' warning or a deep error when `x` has no examples."""
+    if is_empty(x):
+        raise ValueError(f"{method} got no examples: the data is empty; pass at least one example.")
+
+
 def _is_text(x) -> bool:
     if isinstance(x, (tuple, list)) and x and isinstance(x[0], (str, bytes)):
         return True
@@ -60,6 +80,21 @@ class Task(keras.Model):
         return _is_text(x) or (isinstance(x, tuple) and len(x) == 2 and all(map(_is_text, x)))
 
     def fit(self, x=None, y=None, batch_size=None, validation_data=None, **kwargs):
+        check_not_empty(x, "fit")
+        try:
+            history = self._fit(x, y, batch_size, validation_data, **kwargs)
+        except BaseException:
+            if getattr(self, "optimizer", None) is not None and not self.optimizer.built:
+                # Keras keeps the train function of a failed first call, whose retrace cannot create
+                # the optimizer's variables: drop it so that the next fit on good data trains normally.
+                self.train_function = None
+            raise
+        epochs, initial_epoch = kwargs.get("epochs", 1), kwargs.get("initial_epoch", 0)
+        if epochs > initial_epoch and not history.history:
+            raise ValueError("fit ran no training step: the data yielded no batch (an empty dataset?).")
+        return history
+
+    def _fit(self, x, y, batch_size, validation_data, **kwargs):
         if not self._uses_preprocessing(x):
             return super().fit(x, y, batch_size=batch_size, validation_data=validation_data, **kwargs)
         sample_weight = kwargs.pop("sample_weight", None)
@@ -73,6 +108,13 @@ class Task(keras.Model):
         return super().fit(data, validation_data=validation_data, shuffle=False, **kwargs)
 
     def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
+        check_not_empty(x, "evaluate")
+        results = self._evaluate(x, y, batch_size, **kwargs)
+        if results is None or (isinstance(results, (list, dict)) and not results):
+            raise ValueError("evaluate ran no step: the data yielded no batch (an empty dataset?).")
+        return results
+
+    def _evaluate(self, x, y, batch_size, **kwargs):
         if not self._uses_preprocessing(x):
             return super().evaluate(x, y, batch_size=batch_size, **kwargs)
         sample_weight = kwargs.pop("sample_weight", None)

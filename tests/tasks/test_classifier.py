@@ -98,13 +98,22 @@ def test_fine_tuned_saved_model_classifier_keras_round_trip(exported, movie_sent
     )
 
 
-def test_from_keras_file_takes_the_backbone(parts, tmp_path):
+@pytest.mark.parametrize("saved", ["backbone", "pretrainer"])
+def test_from_keras_file_takes_the_backbone(parts, movie_sentences, tmp_path, saved):
     backbone, preprocessor = parts
-    path = str(tmp_path / "backbone.keras")
-    backbone.save(path)
+    for weight in backbone.weights:  # trained-looking weights: a fresh init would not match them
+        weight.assign(np.random.default_rng(len(weight.path)).normal(0, 0.1, weight.shape).astype("float32"))
+    model = keras_lm.pretraining.BertPretrainer(backbone, max_predictions=4) if saved == "pretrainer" else backbone
+    path = str(tmp_path / f"{saved}.keras")
+    model.save(path)
     classifier = Classifier.from_keras_file(path, num_classes=3, preprocessor=preprocessor)
     assert classifier.output.shape == (None, 3)
     assert classifier.backbone.count_params() == backbone.count_params()
+    features = preprocessor(tf.constant(_data(movie_sentences)[0][:6]))
+    loaded = classifier.backbone(features, training=False)
+    expected = backbone(features, training=False)
+    for key in ("sequence_output", "pooled_output"):
+        np.testing.assert_allclose(loaded[key], expected[key], atol=1e-6)
 
 
 def test_clear_errors_for_bad_exports(exported, tmp_path):
