@@ -28,7 +28,8 @@ import keras_hub
 import tensorflow as tf
 
 from keras_lm.export.files import atomic_directory
-from keras_lm.tasks.causal_lm import decode_tokens, sampler_next_token, tokenizer_vocabulary_size
+from keras_lm.tasks.causal_lm import decode_tokens, sampler_next_token
+from keras_lm.tasks.task import check_tokenizer_fits, tokenizer_vocabulary_size
 
 STOP_SLOTS = 4
 
@@ -190,12 +191,7 @@ def generation_serving(causal_lm, directory: str, overwrite: bool = False, prote
         raise ValueError(
             "Generation serving takes raw text and needs a tokenizer: CausalLM(backbone, tokenizer)."
         )
-    tokenizer_size = int(causal_lm.tokenizer.vocabulary_size())
-    if tokenizer_size > causal_lm.backbone.vocabulary_size:
-        raise ValueError(
-            f"The tokenizer has {tokenizer_size} tokens but the backbone only "
-            f"{causal_lm.backbone.vocabulary_size}; they do not belong together."
-        )
+    check_tokenizer_fits(causal_lm.backbone, causal_lm.tokenizer)  # also a tokenizer attached later
     generation = _Generation(causal_lm)
     greedy = sampler_next_token(keras_hub.samplers.GreedySampler())
 

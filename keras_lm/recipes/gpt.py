@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import numbers
 import os
 import re
 import subprocess
@@ -23,6 +22,7 @@ import keras
 
 import keras_lm
 from keras_lm.recipes.workflows import _LossHistory, _stage, _update_metrics
+from keras_lm.values import is_integer, is_number
 
 TOKENIZER_DIR = "byte_pair"
 MODEL_FILE = "causal_lm.keras"
@@ -160,25 +160,17 @@ def _keras_sampler(temperature: float, top_k: int, top_p: float, seed: int, voca
     return keras_hub.samplers.RandomSampler(temperature=temperature, seed=seed)
 
 
-def _is_integer(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
 def check_generation_arguments(max_new_tokens, temperature, top_k, top_p, seed) -> None:
     """One ValueError naming the first argument of ``generate_text`` that cannot work."""
-    if not _is_integer(max_new_tokens) or max_new_tokens < 1:
+    if not is_integer(max_new_tokens) or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}.")
-    if not _is_real(temperature) or not math.isfinite(temperature) or temperature < 0:
+    if not is_number(temperature) or not math.isfinite(temperature) or temperature < 0:
         raise ValueError(f"temperature must be a finite number >= 0 (0 is greedy), got {temperature!r}.")
-    if not _is_integer(top_k) or top_k < 0:
+    if not is_integer(top_k) or top_k < 0:
         raise ValueError(f"top_k must be an integer >= 0 (0 keeps every token), got {top_k!r}.")
-    if not _is_real(top_p) or not 0 < top_p <= 1:
+    if not is_number(top_p) or not 0 < top_p <= 1:
         raise ValueError(f"top_p must be a number in (0, 1] (1 keeps every token), got {top_p!r}.")
-    if not _is_integer(seed) or not -(2**63) <= seed < 2**63:
+    if not is_integer(seed) or not -(2**63) <= seed < 2**63:
         raise ValueError(f"seed must be a 64-bit integer, got {seed!r}.")
 
 

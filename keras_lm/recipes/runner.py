@@ -19,6 +19,7 @@ import yaml
 from keras_lm.recipes import gpt
 from keras_lm.recipes import report as report_module
 from keras_lm.recipes import workflows
+from keras_lm.values import is_integer, is_number
 
 STEPS = {
     "train_vocabulary": workflows.train_vocabulary,
@@ -113,9 +114,9 @@ def _matches(value, hint) -> bool:
     if hint is bool:
         return isinstance(value, bool)
     if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+        return is_integer(value)
     if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+        return is_number(value)
     if hint in (tuple, list) or origin in (tuple, list):
         if not isinstance(value, (tuple, list)):
             return False

@@ -23,6 +23,7 @@ import tensorflow as tf
 import keras_lm
 from keras_lm.applications.bert import BERT_SIZES
 from keras_lm.export.files import check_export_target, refuse_unsafe_directory
+from keras_lm.values import is_integer, is_number
 
 METRICS_FILE = "metrics.json"
 ENCODER_EXPORT = "encoder"
@@ -40,7 +41,7 @@ def check_values(function, arguments: dict):
     """
     for name in POSITIVE_COUNTS:
         value = arguments.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+        if is_integer(value) and value < 1:
             return name, f"must be at least 1, got {value}."
     rules = {
         "num_classes": (lambda v: v >= 2, "must be at least 2"),
@@ -49,7 +50,7 @@ def check_values(function, arguments: dict):
     }
     for name, (valid, message) in rules.items():
         value = arguments.get(name)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and not valid(value):
+        if is_number(value) and not valid(value):
             return name, f"{message}, got {value}."
     if function is pretrain and arguments.get("size", "mini") not in BERT_SIZES:
         return "size", f"must be one of {', '.join(BERT_SIZES)}, got {arguments['size']!r}."

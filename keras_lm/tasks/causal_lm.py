@@ -11,13 +11,15 @@ traced function.
 from __future__ import annotations
 
 import math
-import numbers
 
 import keras
 import keras_hub
 import numpy as np
 import tensorflow as tf
 from keras import ops
+
+from keras_lm.tasks.task import check_tokenizer_fits, tokenizer_vocabulary_size
+from keras_lm.values import is_integer, is_number
 
 SAMPLER_ALIASES = {"temperature": "random"}
 _MIN_BUCKET = 16
@@ -59,34 +61,6 @@ def _is_string(x) -> bool:
     return isinstance(x, (str, bytes))
 
 
-def tokenizer_vocabulary_size(tokenizer) -> int | None:
-    """``tokenizer.vocabulary_size()``, or None when there is no tokenizer or it cannot tell."""
-    size = getattr(tokenizer, "vocabulary_size", None) if tokenizer is not None else None
-    try:
-        return int(size()) if callable(size) else None
-    except (TypeError, ValueError):
-        return None
-
-
-def check_tokenizer_fits(backbone, tokenizer) -> None:
-    """Refuses a tokenizer whose ids can reach past the backbone's vocabulary."""
-    size = tokenizer_vocabulary_size(tokenizer)
-    vocabulary = getattr(backbone, "vocabulary_size", None)
-    if size is not None and vocabulary is not None and size > vocabulary:
-        raise ValueError(
-            f"The tokenizer has {size} tokens but the backbone only {vocabulary}: they do not belong "
-            f"together. Build the backbone with vocabulary_size={size} (or more)."
-        )
-
-
-def _is_integer(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-
-
 def check_sampler(sampler, vocabulary_size: int) -> None:
     """One clear ValueError for a keras-hub sampler whose parameters cannot sample.
 
@@ -96,25 +70,25 @@ def check_sampler(sampler, vocabulary_size: int) -> None:
     """
     name = type(sampler).__name__
     temperature = getattr(sampler, "temperature", 1.0)
-    if not _is_real(temperature) or not math.isfinite(temperature) or temperature <= 0:
+    if not is_number(temperature) or not math.isfinite(temperature) or temperature <= 0:
         raise ValueError(
             f"{name}: temperature must be a finite number > 0, got {temperature!r} "
             "(for temperature 0 use sampler='greedy')."
         )
     k = getattr(sampler, "k", None)
     if isinstance(sampler, keras_hub.samplers.TopKSampler) or k is not None:
-        if not _is_integer(k) or not 1 <= k <= vocabulary_size:
+        if not is_integer(k) or not 1 <= k <= vocabulary_size:
             raise ValueError(f"{name}: k must be an integer in [1, {vocabulary_size}] (the vocabulary), got {k!r}.")
     if isinstance(sampler, keras_hub.samplers.TopPSampler):
         p = getattr(sampler, "p", None)
-        if not _is_real(p) or not 0 < p <= 1:
+        if not is_number(p) or not 0 < p <= 1:
             raise ValueError(f"{name}: p must be a number in (0, 1], got {p!r}.")
     if isinstance(sampler, keras_hub.samplers.BeamSampler):
         beams = sampler.num_beams
-        if not _is_integer(beams) or not 1 <= beams <= vocabulary_size:
+        if not is_integer(beams) or not 1 <= beams <= vocabulary_size:
             raise ValueError(f"{name}: num_beams must be an integer in [1, {vocabulary_size}], got {beams!r}.")
     seed = getattr(sampler, "seed", None)
-    if seed is not None and not _is_integer(seed):
+    if seed is not None and not is_integer(seed):
         raise ValueError(f"{name}: seed must be None or an integer, got {seed!r}.")
 
 

@@ -15,7 +15,7 @@ from keras_lm.tasks.saved_model import (
     SavedModelPreprocessor,
     read_manifest,
 )
-from keras_lm.tasks.task import Task, is_empty
+from keras_lm.tasks.task import Task, check_tokenizer_fits, is_empty
 
 ENCODER_INPUTS = ("token_ids", "segment_ids", "padding_mask")
 
@@ -53,20 +53,6 @@ def load_backbone_file(path: str):
     """Loads a `.keras` file holding a backbone or a model with a `.backbone` (e.g. a pretrainer)."""
     model = load_keras_file(path)
     return getattr(model, "backbone", model)
-
-
-def check_vocabulary_fits(backbone, preprocessor) -> None:
-    """A ValueError when the preprocessor can produce token ids the backbone has no embedding for."""
-    embeddings = getattr(backbone, "vocabulary_size", None)
-    tokenizer = getattr(preprocessor, "tokenizer", None)
-    if not isinstance(embeddings, int) or not hasattr(tokenizer, "vocabulary_size"):
-        return  # sizes unknown (e.g. a reloaded SavedModel): nothing to compare
-    tokens = int(tokenizer.vocabulary_size())
-    if tokens > embeddings:
-        raise ValueError(
-            f"The preprocessor's tokenizer has {tokens} tokens but the backbone embeds only {embeddings}: "
-            f"build the backbone with vocabulary_size={tokens} (or pass the tokenizer it was trained with)."
-        )
 
 
 #: Marks the in-graph label checks so that their failures become one-line ValueErrors.
@@ -139,7 +125,7 @@ class Classifier(Task):
     def __init__(self, backbone, num_classes: int, preprocessor=None, dropout: float = 0.1, **kwargs):
         if int(num_classes) < 2:
             raise ValueError(f"`num_classes` must be at least 2, got {num_classes}.")
-        check_vocabulary_fits(backbone, preprocessor)
+        check_tokenizer_fits(backbone, getattr(preprocessor, "tokenizer", None))
         inputs = backbone_inputs(backbone)
         pooled = backbone(inputs)["pooled_output"]
         hidden = keras.layers.Dropout(dropout, name="head_dropout")(pooled)

@@ -30,6 +30,29 @@ def check_not_empty(x, method: str) -> None:
         raise ValueError(f"{method} got no examples: the data is empty; pass at least one example.")
 
 
+def tokenizer_vocabulary_size(tokenizer) -> int | None:
+    """``tokenizer.vocabulary_size()``, or None when there is no tokenizer or it cannot tell."""
+    size = getattr(tokenizer, "vocabulary_size", None) if tokenizer is not None else None
+    try:
+        return int(size()) if callable(size) else None
+    except (TypeError, ValueError):
+        return None
+
+
+def check_tokenizer_fits(backbone, tokenizer) -> None:
+    """A ValueError when the tokenizer can produce ids the backbone has no embedding for.
+
+    Sizes that cannot be read (no tokenizer, a reloaded SavedModel encoder) are not compared.
+    """
+    size = tokenizer_vocabulary_size(tokenizer)
+    vocabulary = getattr(backbone, "vocabulary_size", None)
+    if size is not None and isinstance(vocabulary, int) and size > vocabulary:
+        raise ValueError(
+            f"The tokenizer has {size} tokens but the backbone embeds only {vocabulary}: they do not belong "
+            f"together. Build the backbone with vocabulary_size={size} (or pass the tokenizer it was trained with)."
+        )
+
+
 def _is_text(x) -> bool:
     if isinstance(x, (tuple, list)) and x and isinstance(x[0], (str, bytes)):
         return True

@@ -20,12 +20,13 @@ restored, trained or removed: the backup is left as it is.
 from __future__ import annotations
 
 import json
-import numbers
 import os
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from keras_lm.values import is_integer
 
 METADATA_FILE = "training_metadata.json"
 
@@ -175,9 +176,7 @@ def _metadata_problem(metadata) -> str | None:
 
 
 def _is_int_list(values) -> bool:
-    return isinstance(values, list) and all(
-        isinstance(value, int) and not isinstance(value, bool) for value in values
-    )
+    return isinstance(values, list) and all(is_integer(value) for value in values)
 
 
 def _seed_variables(model) -> list:
@@ -308,7 +307,7 @@ def _check_backup_fits(backup: StepBackup, total: int, plan: str) -> None:
 
 
 def _is_positive_integer(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+    return is_integer(value) and value >= 1
 
 
 def _steps_per_epoch(dataset: tf.data.Dataset, steps_per_epoch: int | None) -> int:

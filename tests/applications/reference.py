@@ -40,6 +40,27 @@ def assert_close_at_bfloat16_scale(actual, expected):
     assert error.max() > 0  # really computed in bfloat16
 
 
+def causal_lm_gradients(backbone, vocabulary_size, seed=4):
+    """Gradients of a masked next-token loss on random ids w.r.t. every trainable weight of a decoder.
+
+    Returns (weights, numpy gradients, input ids, padding mask); the second row is right-padded."""
+    import keras
+
+    from keras_lm.tasks import CausalLM
+
+    tokens = np.random.default_rng(seed).integers(0, vocabulary_size, (2, 13)).astype("int32")
+    ids, labels = tokens[:, :-1], tokens[:, 1:]
+    mask = np.array([[1] * 12, [1] * 9 + [0] * 3], "int32")
+    with tf.GradientTape() as tape:
+        logits = CausalLM(backbone)({"token_ids": ids, "padding_mask": mask}, training=True)
+        loss = tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True) * mask)
+    weights = backbone.trainable_weights
+    gradients = tape.gradient(loss, weights)
+    for weight, gradient in zip(weights, gradients):
+        assert gradient is not None, weight.path
+    return weights, [np.asarray(tf.convert_to_tensor(g)) for g in gradients], ids, mask
+
+
 def nonzero_fraction(gradient):
     """The share of a gradient's elements that are not zero."""
     return float(np.mean(np.asarray(tf.convert_to_tensor(gradient)) != 0))

@@ -9,7 +9,7 @@ import keras_lm
 import keras_lm.applications.llama as llama_module
 from keras_lm.applications import Llama
 from keras_lm.tasks import CausalLM
-from reference import assert_close_at_bfloat16_scale, logits_of, randomize_every_parameter
+from reference import assert_close_at_bfloat16_scale, causal_lm_gradients, logits_of, randomize_every_parameter
 
 VOCABULARY = 203
 CONTEXT = 64
@@ -137,19 +137,10 @@ def test_mixed_bfloat16_logits_match_float32_on_a_long_sequence(saved_llama):
 def test_gradients_reach_every_weight_element():
     llama = Llama(None, vocabulary_size=53, num_layers=2, num_heads=4, num_key_value_heads=2, hidden_dim=16,
                   intermediate_dim=24, max_sequence_length=16)
-    rng = np.random.default_rng(4)
-    tokens = rng.integers(0, 40, (2, 13)).astype("int32")  # ids 40..52 never occur
-    ids, labels = tokens[:, :-1], tokens[:, 1:]
-    mask = np.array([[1] * 12, [1] * 9 + [0] * 3], "int32")
-    with tf.GradientTape() as tape:
-        logits = CausalLM(llama)({"token_ids": ids, "padding_mask": mask}, training=True)
-        loss = tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True) * mask)
-    gradients = tape.gradient(loss, llama.trainable_weights)
+    weights, gradients, ids, mask = causal_lm_gradients(llama, vocabulary_size=40)  # ids 40..52 never occur
     # Embedding, per block 2 RMSNorm scales + qkv + output + gate_up + down, the final RMSNorm, lm_head.
-    assert len(llama.trainable_weights) == 1 + 2 * 6 + 1 + 1
-    for weight, gradient in zip(llama.trainable_weights, gradients):
-        assert gradient is not None, weight.path
-        gradient = np.asarray(tf.convert_to_tensor(gradient))
+    assert len(weights) == 1 + 2 * 6 + 1 + 1
+    for weight, gradient in zip(weights, gradients):
         if weight.path == llama.token_embedding.embeddings.path:  # only the rows of real input tokens
             used = np.zeros(53, bool)
             used[ids[mask.astype(bool)]] = True

@@ -133,11 +133,11 @@ def test_export_needs_a_tokenizer_that_fits_the_backbone(causal_lm, tmp_path):
         keras_lm.export.serving(bare, str(tmp_path / "a"))
     small = keras_lm.applications.Gpt2("tiny", vocabulary_size=300, hidden_dim=32, num_heads=2,
                                        max_sequence_length=CONTEXT)
-    with pytest.raises(ValueError, match="500 tokens but the backbone only 300"):  # refused at construction
+    with pytest.raises(ValueError, match="500 tokens but the backbone embeds only 300"):  # refused at construction
         keras_lm.tasks.CausalLM(small, causal_lm.tokenizer)
     mismatched = keras_lm.tasks.CausalLM(small)
     mismatched.preprocessor = causal_lm.tokenizer  # attached after construction: the export refuses it
-    with pytest.raises(ValueError, match="500 tokens but the backbone only 300"):
+    with pytest.raises(ValueError, match="500 tokens but the backbone embeds only 300"):
         keras_lm.export.serving(mismatched, str(tmp_path / "b"))
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 

@@ -254,7 +254,7 @@ def test_instruction_fine_tuning_learns_the_completion_of_real_reviews():
 
 
 def test_a_tokenizer_larger_than_the_backbone_is_refused_at_construction():
-    with pytest.raises(ValueError, match="The tokenizer has 256 tokens but the backbone only 200"):
+    with pytest.raises(ValueError, match="The tokenizer has 256 tokens but the backbone embeds only 200"):
         CausalLM(tiny_gpt2(vocabulary_size=200), keras_hub.tokenizers.ByteTokenizer())
 
 
