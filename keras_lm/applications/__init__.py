@@ -1,6 +1,17 @@
 """keras_lm.applications: the model zoo, named architectures in standard sizes with weight import."""
 from keras_lm.applications.bert import BERT_SIZES, Bert, count_bert_parameters
+from keras_lm.applications.checkpoint_hf import CheckpointError, CheckpointNotFoundError
 from keras_lm.applications.gpt2 import GPT2_SIZES, Gpt2
 from keras_lm.applications.llama import LLAMA_SIZES, Llama
 
-__all__ = ["BERT_SIZES", "Bert", "GPT2_SIZES", "Gpt2", "LLAMA_SIZES", "Llama", "count_bert_parameters"]
+__all__ = [
+    "BERT_SIZES",
+    "Bert",
+    "CheckpointError",
+    "CheckpointNotFoundError",
+    "GPT2_SIZES",
+    "Gpt2",
+    "LLAMA_SIZES",
+    "Llama",
+    "count_bert_parameters",
+]

@@ -122,6 +122,103 @@ class Bert(Encoder):
         copy_keras_hub_weights(backbone, bert)
         return bert
 
+    @classmethod
+    def from_hf(cls, source, config=None, dtype=None) -> "Bert":
+        """A ``Bert`` carrying the weights of a Hugging Face transformers BERT checkpoint.
+
+        Reads ``BertModel``, ``BertForMaskedLM``, ``BertForPreTraining``,
+        ``BertForSequenceClassification`` and sentence-embedding checkpoints (heads are ignored;
+        ``keras_lm.pretraining.MaskedLM.from_hf`` imports the pretraining heads too). A checkpoint
+        without a pooler leaves the pooler at its initialization and sets
+        ``untrained_layers == ("pooler",)``. Safetensors are read without torch.
+
+        Args:
+            source: a checkpoint directory (``config.json`` + ``model.safetensors``, a sharded
+                safetensors index or ``pytorch_model.bin``), a ``transformers`` BERT model, a state
+                dict with ``config``, or a hub name such as ``"bert-base-uncased"`` (downloaded with
+                ``huggingface_hub`` when the network allows).
+            config: the transformers config (dict or object) when ``source`` is a state dict.
+            dtype: dtype policy of the new model.
+
+        Raises:
+            keras_lm.applications.CheckpointError: a layout, missing tensor or shape it cannot use
+                (the message names the tensor).
+            keras_lm.applications.CheckpointNotFoundError: a hub name that cannot be downloaded.
+
+        Example:
+            >>> import os, tempfile
+            >>> folder = Bert("tiny", vocabulary_size=100, max_sequence_length=16).to_hf(
+            ...     os.path.join(tempfile.mkdtemp(), "bert"))
+            >>> Bert.from_hf(folder).num_layers
+            2
+        """
+        from keras_lm.applications.bert_hf import bert_from_hf
+
+        return bert_from_hf(cls, source, config=config, dtype=dtype)
+
+    @classmethod
+    def from_google_checkpoint(cls, path: str, dtype=None) -> "Bert":
+        """A ``Bert`` carrying the weights of an original Google BERT TF checkpoint.
+
+        Args:
+            path: a folder holding ``bert_config.json`` and ``bert_model.ckpt.{index,data-*}``, or
+                the checkpoint prefix (``folder/bert_model.ckpt``). Optimizer slots are skipped.
+            dtype: dtype policy of the new model.
+        """
+        from keras_lm.applications.bert_checkpoints import read_google_checkpoint
+        from keras_lm.applications.bert_hf import bert_from_weights
+
+        return bert_from_weights(cls, read_google_checkpoint(path), dtype=dtype)
+
+    @classmethod
+    def from_keras_hub_preset(cls, directory: str, dtype=None) -> "Bert":
+        """A ``Bert`` from a local keras-hub ``BertBackbone`` preset folder (``save_to_preset``).
+
+        Args:
+            directory: the preset folder (``config.json``, ``model.weights.h5``, ``metadata.json``).
+            dtype: dtype policy of the new model; defaults to the preset's.
+        """
+        from keras_lm.applications.keras_hub_preset import load_keras_hub_preset
+
+        backbone = load_keras_hub_preset(directory, "BertBackbone", "Bert.from_keras_hub_preset")
+        return cls.from_keras_hub(backbone, dtype=dtype)
+
+    @classmethod
+    def from_checkpoint(cls, path: str, dtype=None) -> "Bert":
+        """A ``Bert`` from a checkpoint folder of any known format, detected from its files.
+
+        Hugging Face transformers (``config.json`` with ``model_type``), original Google TF
+        (``bert_config.json`` + ``*.ckpt.index``) or keras-hub preset (``config.json`` with
+        ``class_name`` + ``model.weights.h5``); anything else is one error listing the three.
+        """
+        from keras_lm.applications.bert_checkpoints import detect_bert_checkpoint_format
+
+        found = detect_bert_checkpoint_format(path)
+        if found == "google":
+            return cls.from_google_checkpoint(path, dtype=dtype)
+        if found == "keras_hub":
+            return cls.from_keras_hub_preset(path, dtype=dtype)
+        return cls.from_hf(path, dtype=dtype)
+
+    def to_hf(self, directory: str, tokenizer=None, overwrite: bool = False) -> str:
+        """Writes this encoder as a Hugging Face transformers ``BertModel`` checkpoint folder.
+
+        ``config.json`` + ``model.safetensors`` (no torch needed), plus ``vocab.txt`` and the
+        tokenizer configs when a ``WordPiece`` tokenizer (or ``BertPreprocessor``) is given. A
+        non-empty existing folder is replaced only with ``overwrite=True`` and only if it holds a
+        previous ``to_hf`` export. Pretraining heads: see ``keras_lm.applications.hf_export.bert_to_hf``.
+
+        Example:
+            >>> import os, tempfile
+            >>> bert = Bert("tiny", vocabulary_size=100, max_sequence_length=16)
+            >>> folder = bert.to_hf(os.path.join(tempfile.mkdtemp(), "bert-hf"))
+            >>> sorted(name for name in os.listdir(folder) if not name.startswith("."))
+            ['config.json', 'model.safetensors']
+        """
+        from keras_lm.applications.hf_export import bert_to_hf
+
+        return bert_to_hf(self, directory, tokenizer=tokenizer, overwrite=overwrite)
+
 
 def count_bert_parameters(size: str | None = "base", vocabulary_size: int = 30522, **overrides) -> int:
     """Number of weights of ``Bert(size, vocabulary_size, **overrides)`` without building it.

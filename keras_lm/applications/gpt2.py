@@ -135,6 +135,38 @@ class Gpt2(Decoder):
 
         return gpt2_from_keras_hub(cls, backbone, dtype=dtype)
 
+    @classmethod
+    def from_keras_hub_preset(cls, directory: str, dtype=None) -> "Gpt2":
+        """A ``Gpt2`` from a local keras-hub ``GPT2Backbone`` preset folder (``save_to_preset``).
+
+        Args:
+            directory: the preset folder (``config.json``, ``model.weights.h5``, ``metadata.json``).
+            dtype: dtype policy of the new model; defaults to the preset's.
+        """
+        from keras_lm.applications.keras_hub_preset import load_keras_hub_preset
+
+        backbone = load_keras_hub_preset(directory, "GPT2Backbone", "Gpt2.from_keras_hub_preset")
+        return cls.from_keras_hub(backbone, dtype=dtype)
+
+    def to_hf(self, directory: str, tokenizer=None, overwrite: bool = False) -> str:
+        """Writes this decoder as a Hugging Face transformers ``GPT2LMHeadModel`` checkpoint folder.
+
+        ``config.json`` + ``model.safetensors`` (no torch needed), plus ``vocab.json``,
+        ``merges.txt`` and the tokenizer configs when a ``BytePair`` tokenizer is given. A non-empty
+        existing folder is replaced only with ``overwrite=True`` and only if it holds a previous
+        ``to_hf`` export. ``Gpt2.from_hf`` reads the folder back.
+
+        Example:
+            >>> import os, tempfile
+            >>> gpt = Gpt2("tiny", vocabulary_size=100, max_sequence_length=16)
+            >>> folder = gpt.to_hf(os.path.join(tempfile.mkdtemp(), "gpt2-hf"))
+            >>> sorted(name for name in os.listdir(folder) if not name.startswith("."))
+            ['config.json', 'model.safetensors']
+        """
+        from keras_lm.applications.hf_export import gpt2_to_hf
+
+        return gpt2_to_hf(self, directory, tokenizer=tokenizer, overwrite=overwrite)
+
 
 def gpt2_size_name(shape: dict) -> str | None:
     """The ``Gpt2.sizes`` key whose shape equals ``shape``, else None."""

@@ -19,10 +19,19 @@ def _classifier_endpoint(task):
     return serve
 
 
+def _sentence_encoder_endpoint(task):
+    def serve(text):
+        features = trim_padding(task.preprocessor(text))
+        return {"embedding": tf.cast(task(features, training=False), tf.float32)}
+
+    return serve
+
+
 def serving(task, directory: str, overwrite: bool = False, protected=()) -> str:
     """Exports `task` so that `serving_default` takes tf.string [batch] and returns named outputs.
 
     For a `Classifier`: {"probabilities": float32 [batch, classes], "label": int64 [batch]}.
+    For a `SentenceEncoder`: {"embedding": float32 [batch, hidden]} (pooled, normalized if it normalizes).
     For a `CausalLM` (or `keras_lm.pretraining.CausalLM`) with a tokenizer: `serving_default` takes
     `prompts` and `max_new_tokens` and returns the generated `text`; see `keras_lm.export.generation`.
     Loading the export needs `import tensorflow_text` in the loading process (its tokenizer ops).
@@ -37,7 +46,7 @@ def serving(task, directory: str, overwrite: bool = False, protected=()) -> str:
         >>> served = tf.saved_model.load("serving/sentiment/1")  # doctest: +SKIP
         >>> served.signatures["serving_default"](text=tf.constant(["a gem"]))  # doctest: +SKIP
     """
-    from keras_lm.tasks import CausalLM, Classifier
+    from keras_lm.tasks import CausalLM, Classifier, SentenceEncoder
 
     refuse_unsafe_directory(directory, protected)
     if isinstance(task, CausalLM):
@@ -49,8 +58,14 @@ def serving(task, directory: str, overwrite: bool = False, protected=()) -> str:
             "keras_lm.export.serving needs a task with a preprocessor to take raw text; "
             "attach one (e.g. Classifier(..., preprocessor=BertPreprocessor(...)))."
         )
-    if not isinstance(task, Classifier):
-        raise TypeError(f"No serving export for {type(task).__name__} yet; supported: Classifier, CausalLM.")
+    if isinstance(task, Classifier):
+        endpoint = _classifier_endpoint(task)
+    elif isinstance(task, SentenceEncoder):
+        endpoint = _sentence_encoder_endpoint(task)
+    else:
+        raise TypeError(
+            f"No serving export for {type(task).__name__} yet; supported: Classifier, SentenceEncoder, CausalLM."
+        )
     print(f"[export] writing serving SavedModel to {directory}")
     with atomic_directory(directory, overwrite, kind="serving", protected=protected) as staging:
         archive = keras.export.ExportArchive()
@@ -58,7 +73,7 @@ def serving(task, directory: str, overwrite: bool = False, protected=()) -> str:
         archive.track(task.preprocessor)
         archive.add_endpoint(
             "serve",
-            _classifier_endpoint(task),
+            endpoint,
             input_signature=[tf.TensorSpec([None], tf.string, name="text")],
         )
         archive.write_out(staging, verbose=False)

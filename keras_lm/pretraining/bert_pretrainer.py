@@ -7,7 +7,7 @@ from keras import ops
 
 from keras_lm.layers import NextSentenceHead
 from keras_lm.pretraining import datasets
-from keras_lm.pretraining.masked_lm import MaskedLM, _batch_size
+from keras_lm.pretraining.masked_lm import MaskedLM, _batch_size, import_pretraining_checkpoint
 
 NSP = "nsp"
 
@@ -71,6 +71,30 @@ class BertPretrainer(MaskedLM):
         if self.next_sentence:
             self.nsp_loss_tracker = keras.metrics.Mean(name="nsp_loss")
             self.nsp_accuracy = keras.metrics.SparseCategoricalAccuracy(name="nsp_accuracy")
+
+    @classmethod
+    def from_hf(cls, source, config=None, dtype=None, next_sentence: bool = True, **kwargs) -> "BertPretrainer":
+        """A pretrainer on ``Bert.from_hf(source)`` with the checkpoint's masked-LM and next-sentence heads.
+
+        ``cls.seq_relationship`` becomes the next-sentence head as is: transformers and keras_lm
+        both use class 0 = "the second segment follows the first", 1 = "it is random". A
+        ``BertForMaskedLM`` checkpoint has no next-sentence head: pass ``next_sentence=False``.
+        Otherwise as ``MaskedLM.from_hf``.
+        """
+        from keras_lm.applications.bert_hf import read_bert_hf
+
+        kwargs["next_sentence"] = next_sentence
+        return import_pretraining_checkpoint(cls, read_bert_hf(source, config), dtype, kwargs, next_sentence)
+
+    @classmethod
+    def from_google_checkpoint(cls, path: str, dtype=None, next_sentence: bool = True,
+                               **kwargs) -> "BertPretrainer":
+        """Like ``from_hf`` for an original Google BERT TF checkpoint (``cls/predictions/*`` and
+        ``cls/seq_relationship/*``)."""
+        from keras_lm.applications.bert_checkpoints import read_google_checkpoint
+
+        kwargs["next_sentence"] = next_sentence
+        return import_pretraining_checkpoint(cls, read_google_checkpoint(path), dtype, kwargs, next_sentence)
 
     def _required_backbone_outputs(self) -> tuple:
         outputs = super()._required_backbone_outputs()

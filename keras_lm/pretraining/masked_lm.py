@@ -88,6 +88,42 @@ class MaskedLM(keras.Model):
         self.mlm_accuracy = keras.metrics.SparseCategoricalAccuracy(name="mlm_accuracy")
         self._masker_for(mask_id=0)  # validates the masking settings now, not at dataset() time
 
+    # --- checkpoint import ---
+
+    @classmethod
+    def from_hf(cls, source, config=None, dtype=None, **kwargs) -> "MaskedLM":
+        """A model on ``Bert.from_hf(source)`` whose masked-LM head holds the checkpoint's trained head.
+
+        Copies ``cls.predictions.transform.dense``, ``cls.predictions.transform.LayerNorm`` and
+        ``cls.predictions.bias``; the output projection stays tied to the imported word embeddings
+        (a checkpoint whose ``cls.predictions.decoder.weight`` differs from them is refused). A
+        checkpoint without a masked-LM head (``BertModel``, a fine-tuned classifier) is one clear
+        error: use ``MaskedLM(Bert.from_hf(source))`` for a fresh head.
+
+        Args:
+            source: anything ``keras_lm.applications.Bert.from_hf`` reads (folder, model, state
+                dict with ``config``, hub name) holding a ``BertForMaskedLM``/``BertForPreTraining``.
+            config: the transformers config when ``source`` is a state dict.
+            dtype: dtype policy of the backbone and heads.
+            **kwargs: constructor arguments (``max_predictions``, ``mask_rate``, ...).
+        """
+        from keras_lm.applications.bert_hf import read_bert_hf
+
+        return import_pretraining_checkpoint(cls, read_bert_hf(source, config), dtype, kwargs)
+
+    @classmethod
+    def from_google_checkpoint(cls, path: str, dtype=None, **kwargs) -> "MaskedLM":
+        """Like ``from_hf`` for an original Google BERT TF checkpoint (``cls/predictions/*``).
+
+        Args:
+            path: a folder with ``bert_config.json`` + ``bert_model.ckpt.*``, or the checkpoint prefix.
+            dtype: dtype policy of the backbone and heads.
+            **kwargs: constructor arguments (``max_predictions``, ``mask_rate``, ...).
+        """
+        from keras_lm.applications.bert_checkpoints import read_google_checkpoint
+
+        return import_pretraining_checkpoint(cls, read_google_checkpoint(path), dtype, kwargs)
+
     # --- graph hooks (extended by BertPretrainer) ---
 
     def _required_backbone_outputs(self) -> tuple:
@@ -243,6 +279,26 @@ class MaskedLM(keras.Model):
         config = dict(config)
         config["backbone"] = keras.layers.deserialize(config["backbone"])
         return cls(**config)
+
+
+def import_pretraining_checkpoint(cls, weights, dtype, kwargs: dict, next_sentence: bool = False):
+    """``cls(Bert carrying weights' backbone, **kwargs)`` with the checkpoint's masked-LM head (and
+    next-sentence head when ``next_sentence``); the heads are checked before anything is built."""
+    from keras_lm.applications import Bert
+    from keras_lm.applications.bert_hf import (
+        bert_from_weights,
+        check_pretraining_heads,
+        copy_masked_lm_head,
+        copy_next_sentence_head,
+    )
+
+    check_pretraining_heads(weights, cls.__name__, next_sentence=next_sentence)
+    backbone = bert_from_weights(Bert, weights, dtype=dtype)
+    model = cls(backbone, **kwargs)
+    copy_masked_lm_head(weights, model.masked_lm_head, backbone.token_embedding)
+    if next_sentence:
+        copy_next_sentence_head(weights, model.next_sentence_head)
+    return model
 
 
 def check_encoder_backbone(backbone, owner: str, required_outputs=("sequence_output",)) -> None:

@@ -3,7 +3,8 @@ from keras_lm.tasks.causal_lm import CausalLM
 from keras_lm.tasks.classifier import Classifier
 from keras_lm.tasks.prompt_completion import prompt_completion_dataset
 from keras_lm.tasks.saved_model import SavedModelEncoder, SavedModelLayer, SavedModelPreprocessor
+from keras_lm.tasks.sentence_encoder import SentenceEncoder, SentencePooling
 from keras_lm.tasks.task import Task
 
-__all__ = ["CausalLM", "Classifier", "SavedModelEncoder", "SavedModelLayer", "SavedModelPreprocessor", "Task",
-           "prompt_completion_dataset"]
+__all__ = ["CausalLM", "Classifier", "SavedModelEncoder", "SavedModelLayer", "SavedModelPreprocessor",
+           "SentenceEncoder", "SentencePooling", "Task", "prompt_completion_dataset"]
