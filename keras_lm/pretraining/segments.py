@@ -8,8 +8,10 @@ from __future__ import annotations
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from keras_lm.tokenizers.bert_preprocessor import LongestFirstTrimmer
 
-_TRIMMERS = {"round_robin": tf_text.RoundRobinTrimmer, "waterfall": tf_text.WaterfallTrimmer}
+_TRIMMERS = {"round_robin": tf_text.RoundRobinTrimmer, "waterfall": tf_text.WaterfallTrimmer,
+             "longest_first": LongestFirstTrimmer}
 
 
 def document_texts(corpus: tf.data.Dataset) -> tf.data.Dataset:
@@ -97,7 +99,8 @@ def pack_segments(
     Args:
         segments: one or two int RaggedTensors ``[B, (tokens)]``.
         truncate: ``"round_robin"`` takes tokens from the segments alternately, so the longer one
-            is cut first (BERT's ``truncate_seq_pair``); ``"waterfall"`` cuts the last segment first.
+            is cut first (BERT's ``truncate_seq_pair``); ``"waterfall"`` cuts the last segment first;
+            ``"longest_first"`` is Hugging Face tokenizers' truncation (``BertPreprocessor.from_hf``).
 
     Returns:
         dict of ``[B, sequence_length]`` tensors: ``token_ids`` (int32), ``segment_ids`` (int32;

@@ -237,6 +237,60 @@ class CausalLM(keras.Model):
         self.built = True  # the backbone is built; the head has no weights of its own
 
     @classmethod
+    def from_hf(cls, directory: str, dtype=None) -> "CausalLM":
+        """A causal LM with the weights and the tokenizer of a Hugging Face checkpoint directory.
+
+        ``config.json``'s ``model_type`` picks the backbone (``gpt2``: ``Gpt2.from_hf``, ``llama``:
+        ``Llama.from_hf``); the tokenizer is ``BytePair.from_hf`` of the same directory (a
+        byte-level BPE ``tokenizer.json``, or ``vocab.json`` + ``merges.txt``). Generation stops at
+        the tokenizer's ``eos_token``; an empty prompt starts from the ``bos_token``. String prompts
+        are tokenized without special tokens (``add_special_tokens=False``): for checkpoints
+        trained with a BOS token in front, pass token ids that start with it.
+
+        Args:
+            directory: the checkpoint directory.
+            dtype: dtype policy of the backbone (e.g. ``"mixed_bfloat16"``).
+
+        Raises:
+            FileNotFoundError: no ``config.json``, no weights or no tokenizer files.
+            ValueError: a ``model_type`` other than gpt2 or llama, or a tokenizer BytePair cannot
+                reproduce exactly.
+
+        Example:
+            >>> lm = CausalLM.from_hf("path/to/gpt2")  # doctest: +SKIP
+            >>> lm.generate("The meaning of life is", max_new_tokens=8, sampler="greedy")  # doctest: +SKIP
+        """
+        import json
+        import os
+
+        from keras_lm.applications import Gpt2, Llama
+        from keras_lm.tokenizers import BytePair
+        from keras_lm.tokenizers.hf_files import TOKENIZER_CONFIG_FILE, read_json, token_content
+
+        directory = os.fspath(directory)
+        config_path = os.path.join(directory, "config.json")
+        if not os.path.isfile(config_path):
+            raise FileNotFoundError(f"CausalLM.from_hf: no config.json in '{directory}': not a transformers checkpoint.")
+        with open(config_path, encoding="utf-8") as file:
+            config = json.load(file)
+        families = {"gpt2": Gpt2, "llama": Llama}
+        model_type = config.get("model_type")
+        if model_type not in families:
+            raise ValueError(
+                f"CausalLM.from_hf: '{directory}' holds a model_type={model_type!r} checkpoint; supported: "
+                f"{', '.join(families)}."
+            )
+        tokenizer = BytePair.from_hf(directory)  # before the weights: a bad tokenizer fails fast
+        backbone = families[model_type].from_hf(directory, dtype=dtype)
+        tokenizer_config_path = os.path.join(directory, TOKENIZER_CONFIG_FILE)
+        tokenizer_config = read_json(tokenizer_config_path) if os.path.isfile(tokenizer_config_path) else {}
+        bos = token_content(tokenizer_config.get("bos_token"))
+        start = tokenizer.vocabulary.get(bos) if bos is not None else None
+        if start is None and config.get("bos_token_id") is not None:
+            start = int(config["bos_token_id"])
+        return cls(backbone, tokenizer, start_token_id=start)
+
+    @classmethod
     def from_keras_file(cls, path: str, preprocessor_or_tokenizer=None, **kwargs) -> "CausalLM":
         """Starts from a ``.keras`` file holding a decoder backbone or a model with a ``.backbone``."""
         from keras_lm.tasks.classifier import load_backbone_file

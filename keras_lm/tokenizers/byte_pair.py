@@ -11,7 +11,7 @@ import keras_hub
 import tensorflow as tf
 from keras_hub.src.utils.tensor_utils import no_convert_scope, preprocessing_function
 
-from keras_lm.tokenizers.byte_pair_split import sanitize_utf8, split_words
+from keras_lm.tokenizers.byte_pair_split import PATTERNS, pre_tokenize, sanitize_utf8
 from keras_lm.tokenizers.byte_pair_training import train_byte_level_bpe
 from keras_lm.tokenizers.text import ids_in_vocabulary, text_only
 
@@ -29,11 +29,15 @@ class BytePair(keras_hub.tokenizers.BytePairTokenizer):
 
     Text is encoded as UTF-8 bytes, split into words with GPT-2's regular expression
     (contractions, letter runs, digit runs, punctuation runs, each with at most one leading
-    space; whitespace runs), and each word is merged pair by pair in the order of ``merges``.
+    space; whitespace runs) or another known one (``split_pattern``: Llama 3's, Qwen2's,
+    GPT-4o's), and each word is merged pair by pair in the order of ``merges``.
     Every byte has a token, so any text tokenizes and ``detokenize`` gives it back exactly
     (invalid UTF-8 is first replaced by U+FFFD). The ids equal GPT-2's reference encoding
     (OpenAI's ``encoder.py`` / tiktoken) for the same files. Special tokens such as
     ``<|endoftext|>`` written in the text become their single id.
+
+    ``BytePair.from_hf`` reads a Hugging Face byte-level BPE tokenizer (``tokenizer.json``, or
+    ``vocab.json`` + ``merges.txt``) and gives the ids of its fast tokenizer.
 
     A ``tf.string`` batch ``[B]`` gives a ``tf.RaggedTensor`` ``[B, None]``; a scalar gives a 1-D
     tensor. Works eagerly, in ``tf.data.Dataset.map`` and in ``tf.function`` graphs saved with
@@ -47,8 +51,15 @@ class BytePair(keras_hub.tokenizers.BytePairTokenizer):
         end_token: the end-of-text token; it must be in the vocabulary (``end_token_id``).
         special_tokens: more tokens kept whole when they occur in text (must be in the vocabulary).
         sequence_length: if set, outputs are dense, padded with 0 / truncated to this length.
-        add_prefix_space: prepend a space to each input, so the first word is tokenized like
-            the others.
+        add_prefix_space: prepend a space to each input (to each piece between special tokens)
+            that does not start with one, so the first word is tokenized like the others.
+        split_pattern: the word split: a key of ``keras_lm.tokenizers.byte_pair_split.PATTERNS``
+            (``"gpt2"``, ``"llama3"``, ``"qwen2"``, ``"o200k"``) or None (no split).
+        split_digits: split numbers off first (Hugging Face's ``Digits`` pre-tokenizer):
+            ``"individual"`` digits, ``"runs"`` of digits, or None.
+        normalization: ``"NFC"`` to normalize text (between special tokens) first, or None.
+        ignore_merges: a word that is itself a vocabulary token is that token, whatever the
+            merges would make of it (Llama 3).
 
     Example:
         >>> vocabulary = {"<|endoftext|>": 0, "b": 1, "u": 2, "t": 3, "e": 4, "r": 5, "Ġ": 6,
@@ -71,8 +82,22 @@ class BytePair(keras_hub.tokenizers.BytePairTokenizer):
         special_tokens: Sequence[str] = (),
         sequence_length: int | None = None,
         add_prefix_space: bool = False,
+        split_pattern: str | None = "gpt2",
+        split_digits: str | None = None,
+        normalization: str | None = None,
+        ignore_merges: bool = False,
         **kwargs,
     ) -> None:
+        if split_pattern is not None and split_pattern not in PATTERNS:
+            raise ValueError(f"Unknown split_pattern {split_pattern!r}; use one of {', '.join(PATTERNS)} or None.")
+        if split_digits not in (None, "individual", "runs"):
+            raise ValueError(f"split_digits must be None, 'individual' or 'runs'; got {split_digits!r}.")
+        if normalization not in (None, "NFC"):
+            raise ValueError(f"normalization must be None or 'NFC'; got {normalization!r}.")
+        self.split_pattern = split_pattern
+        self.split_digits = split_digits
+        self.normalization = normalization
+        self.ignore_merges = bool(ignore_merges)
         self._add_special_token(end_token, "end_token")
         self.extra_special_tokens = tuple(str(t) for t in special_tokens)
         for index, token in enumerate(self.extra_special_tokens):
@@ -95,7 +120,7 @@ class BytePair(keras_hub.tokenizers.BytePairTokenizer):
         if vocabulary is None or merges is None:
             return super().set_vocabulary_and_merges(None, None)
         if isinstance(vocabulary, (str, os.PathLike)):
-            vocabulary = _read_vocabulary(os.fspath(vocabulary))
+            vocabulary = read_vocabulary(os.fspath(vocabulary))
         elif isinstance(vocabulary, Mapping):
             vocabulary = {str(token): int(index) for token, index in vocabulary.items()}
         else:
@@ -104,7 +129,7 @@ class BytePair(keras_hub.tokenizers.BytePairTokenizer):
                 f"got {type(vocabulary).__name__}."
             )
         if isinstance(merges, (str, os.PathLike)):
-            merges = _read_merges(os.fspath(merges))
+            merges = read_merges(os.fspath(merges))
         elif isinstance(merges, Iterable):
             merges = [str(m) for m in merges]
         else:
@@ -141,6 +166,36 @@ class BytePair(keras_hub.tokenizers.BytePairTokenizer):
         """The tokenizer whose ``vocab.json`` and ``merges.txt`` ``save_vocabulary`` wrote to ``directory``."""
         directory = Path(directory)
         return cls(directory / VOCABULARY_FILE, directory / MERGES_FILE, **kwargs)
+
+    @classmethod
+    def from_hf(cls, directory: str | os.PathLike, **overrides) -> "BytePair":
+        """The tokenizer of a Hugging Face checkpoint directory, giving the ids of its fast tokenizer.
+
+        Reads ``tokenizer.json`` (a BPE model with ``vocab`` and ``merges``; a ``ByteLevel``
+        pre-tokenizer, alone or after ``Split`` with a known pattern and/or ``Digits``; no
+        normalizer or NFC; added tokens) or else ``vocab.json`` + ``merges.txt`` with
+        ``tokenizer_config.json``. Added tokens written in the text are their single id; the end
+        token is the ``eos_token``. The ids equal ``tokenizers.Tokenizer.from_file(...).encode(text,
+        add_special_tokens=False)``.
+
+        Args:
+            directory: the checkpoint (or tokenizer) directory.
+            **overrides: constructor arguments replacing the ones read (e.g. ``sequence_length``).
+
+        Raises:
+            FileNotFoundError: the directory has neither ``tokenizer.json`` nor ``vocab.json`` +
+                ``merges.txt``.
+            ValueError: a setting BytePair cannot reproduce exactly (a WordPiece or
+                SentencePiece-style model, an unknown split pattern, …), named in the message.
+
+        Example:
+            >>> tokenizer = BytePair.from_hf("path/to/gpt2")  # doctest: +SKIP
+            >>> tokenizer("Hello world").numpy().tolist()  # doctest: +SKIP
+            [15496, 995]
+        """
+        from keras_lm.tokenizers.hf_files import byte_pair_options
+
+        return cls(**{**byte_pair_options(directory), **overrides})
 
     @classmethod
     def gpt2(cls, **kwargs) -> "BytePair":
@@ -188,7 +243,7 @@ class BytePair(keras_hub.tokenizers.BytePairTokenizer):
 
     @preprocessing_function
     def _tokenize_words(self, inputs):
-        """keras-hub's BPE merging and cache, after GPT-2's exact word split (``split_words``)."""
+        """keras-hub's BPE merging and cache, after the exact word split (``pre_tokenize``)."""
         self._maybe_initialized_tf()
         inputs = tf.convert_to_tensor(inputs)
         if inputs.dtype != tf.string:
@@ -198,10 +253,10 @@ class BytePair(keras_hub.tokenizers.BytePairTokenizer):
         unbatched = inputs.shape.rank == 0
         if unbatched:
             inputs = tf.expand_dims(inputs, 0)
-        inputs = sanitize_utf8(inputs)
-        if self.add_prefix_space:
-            inputs = tf.strings.join([" ", inputs])
-        words = split_words(inputs, self.unsplittable_tokens)
+        words = pre_tokenize(
+            sanitize_utf8(inputs), self.unsplittable_tokens, self.split_pattern, self.split_digits,
+            self.normalization, self.add_prefix_space,
+        )
         flat_words = words.flat_values
 
         cached = self.cache.lookup(flat_words)
@@ -225,7 +280,13 @@ class BytePair(keras_hub.tokenizers.BytePairTokenizer):
         return outputs
 
     def _merge_unseen(self, words: tf.Tensor, unseen: tf.Tensor) -> tf.Tensor:
-        self._bpe_merge_and_update_cache_tf(tf.boolean_mask(words, unseen))
+        words_to_merge = tf.boolean_mask(words, unseen)
+        if self.ignore_merges:  # a word that is a token is that token
+            as_token = tf.strings.reduce_join(self.byte2unicode.lookup(tf.strings.bytes_split(words_to_merge)), axis=-1)
+            is_token = self.token_to_id_map.lookup(as_token) >= 0
+            self.cache.insert(tf.boolean_mask(words_to_merge, is_token), tf.boolean_mask(as_token, is_token))
+            words_to_merge = tf.boolean_mask(words_to_merge, ~is_token)
+        self._bpe_merge_and_update_cache_tf(words_to_merge)
         return self.cache.lookup(words)
 
     # -- training and serialization ---------------------------------------------------------
@@ -287,12 +348,17 @@ class BytePair(keras_hub.tokenizers.BytePairTokenizer):
                 "merges": list(self.merges) if self.merges is not None else None,
                 "end_token": self.end_token,
                 "special_tokens": list(self.extra_special_tokens),
+                "split_pattern": self.split_pattern,
+                "split_digits": self.split_digits,
+                "normalization": self.normalization,
+                "ignore_merges": self.ignore_merges,
             }
         )
         return config
 
 
-def _read_vocabulary(path: str) -> dict[str, int]:
+def read_vocabulary(path: str) -> dict[str, int]:
+    """The ``token -> id`` JSON object of a ``vocab.json`` / ``encoder.json`` file."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"BytePair vocabulary file not found: {path}")
     try:
@@ -305,7 +371,8 @@ def _read_vocabulary(path: str) -> dict[str, int]:
     return vocabulary
 
 
-def _read_merges(path: str) -> list[str]:
+def read_merges(path: str) -> list[str]:
+    """The lines of a ``merges.txt`` / ``vocab.bpe`` file (header and blank lines are dropped later)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"BytePair merges file not found: {path}")
     with open(path, encoding="utf-8") as file:

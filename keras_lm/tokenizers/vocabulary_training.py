@@ -12,10 +12,9 @@ import collections
 from typing import Sequence
 
 import tensorflow as tf
-from keras_hub.src.tokenizers.word_piece_tokenizer import pretokenize
 from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib as learner
 
-from keras_lm.tokenizers.text import sanitize_text
+from keras_lm.tokenizers.bert_normalization import bert_words
 
 LINES_PER_BATCH = 4096
 
@@ -29,7 +28,7 @@ def count_words(
     """Word counts of a dataset of strings, pre-tokenized exactly as WordPiece tokenizes."""
     lines = texts.map(lambda text: tf.strings.split(text, "\n")).unbatch().batch(LINES_PER_BATCH)
     words = lines.map(
-        lambda batch: pretokenize(sanitize_text(batch), lowercase, strip_accents, True, split_on_cjk),
+        lambda batch: bert_words(batch, lowercase, strip_accents, split_on_cjk, clean_text=False),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
     counts = collections.Counter()
