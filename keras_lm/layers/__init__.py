@@ -14,6 +14,7 @@ from keras_lm.layers.feed_forward import FeedForward
 from keras_lm.layers.gated_feed_forward import GatedFeedForward
 from keras_lm.layers.heads import MaskedLMHead, NextSentenceHead, Pooler
 from keras_lm.layers.normalization import RMSNorm
+from keras_lm.layers.pooling import POOLINGS, SentencePooling
 from keras_lm.layers.rotary import RotaryEmbedding, rotary_angles
 from keras_lm.layers.transformer_block import TransformerEncoderBlock
 from keras_lm.layers.utils import gelu_approximate
@@ -30,7 +31,9 @@ __all__ = [
     "MaskedLMHead",
     "MultiHeadSelfAttention",
     "NextSentenceHead",
+    "POOLINGS",
     "Pooler",
+    "SentencePooling",
     "PositionEmbedding",
     "SegmentEmbedding",
     "SinusoidalPositionEncoding",

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_lm.layers import SentencePooling
 from keras_lm.tasks.saved_model import (
     ENCODER_DIR,
     PREPROCESS_DIR,
@@ -16,6 +17,8 @@ from keras_lm.tasks.saved_model import (
     read_manifest,
 )
 from keras_lm.tasks.task import Task, check_tokenizer_fits, is_empty
+
+CLASSIFIER_POOLINGS = ("cls", "mean")
 
 ENCODER_INPUTS = ("token_ids", "segment_ids", "padding_mask")
 
@@ -114,6 +117,10 @@ class Classifier(Task):
         num_classes: number of classes; the model outputs float32 logits [batch, num_classes].
         preprocessor: optional; when set, `fit`/`evaluate`/`predict` take raw strings.
         dropout: dropout on the pooled output before the dense head.
+        pooling: what the head reads: ``"cls"`` (default) the encoder's ``pooled_output`` (the
+            pooler on ``[CLS]``, as BERT), ``"mean"`` the average of ``sequence_output`` over the real
+            tokens (better for encoders pretrained without next-sentence prediction, whose pooler and
+            ``[CLS]`` vector were never trained).
 
     Example:
         >>> encoder = keras_lm.applications.Bert("tiny", vocabulary_size=1000)  # doctest: +SKIP
@@ -122,12 +129,21 @@ class Classifier(Task):
         >>> classifier.fit(train_ds, epochs=2)  # doctest: +SKIP
     """
 
-    def __init__(self, backbone, num_classes: int, preprocessor=None, dropout: float = 0.1, **kwargs):
+    def __init__(self, backbone, num_classes: int, preprocessor=None, dropout: float = 0.1,
+                 pooling: str = "cls", **kwargs):
         if int(num_classes) < 2:
             raise ValueError(f"`num_classes` must be at least 2, got {num_classes}.")
+        if pooling not in CLASSIFIER_POOLINGS:
+            raise ValueError(f"Unknown pooling {pooling!r}; use one of {', '.join(CLASSIFIER_POOLINGS)}.")
         check_tokenizer_fits(backbone, getattr(preprocessor, "tokenizer", None))
         inputs = backbone_inputs(backbone)
-        pooled = backbone(inputs)["pooled_output"]
+        outputs = backbone(inputs)
+        if pooling == "cls":
+            pooled = outputs["pooled_output"]
+        else:
+            pooled = SentencePooling("mean", normalize=False, name="mean_pooling")(
+                outputs["sequence_output"], inputs["padding_mask"]
+            )
         hidden = keras.layers.Dropout(dropout, name="head_dropout")(pooled)
         logits = keras.layers.Dense(
             num_classes,
@@ -140,6 +156,7 @@ class Classifier(Task):
         self.preprocessor = preprocessor
         self.num_classes = int(num_classes)
         self.dropout = dropout
+        self.pooling = pooling
 
     @classmethod
     def from_saved_model(cls, directory: str, num_classes: int, **kwargs) -> "Classifier":
@@ -258,6 +275,7 @@ class Classifier(Task):
             if self.preprocessor is not None
             else None,
             "dropout": self.dropout,
+            "pooling": self.pooling,
         }
 
     @classmethod

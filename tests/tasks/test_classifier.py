@@ -149,3 +149,29 @@ def test_trimming_batch_padding_keeps_logits(parts, movie_sentences):
     np.testing.assert_allclose(
         classifier(trimmed, training=False), classifier(features, training=False), atol=1e-5
     )
+
+
+def test_mean_pooling_head_reads_the_average_of_real_tokens(parts, exported, movie_sentences, tmp_path):
+    backbone, preprocessor = parts
+    texts = _data(movie_sentences)[0][:5]
+    classifier = Classifier(backbone, num_classes=2, preprocessor=preprocessor, pooling="mean")
+    features = preprocessor(tf.constant(texts))
+    sequence = backbone(features)["sequence_output"].numpy()
+    mask = features["padding_mask"].numpy().astype("float32")[..., None]
+    assert mask.min() == 0.0  # padded rows: a plain average would differ
+    mean = (sequence * mask).sum(axis=1) / mask.sum(axis=1)
+    kernel, bias = classifier.get_layer("logits").get_weights()
+    np.testing.assert_allclose(classifier.predict(texts, verbose=0), mean @ kernel + bias, atol=1e-5)
+    assert not np.allclose(mean, sequence.mean(axis=1), atol=1e-3)
+
+    path = str(tmp_path / "mean.keras")
+    classifier.save(path)
+    reloaded = keras.saving.load_model(path)
+    assert reloaded.pooling == "mean"
+    np.testing.assert_allclose(reloaded.predict(texts, verbose=0), classifier.predict(texts, verbose=0), atol=1e-6)
+
+    from_export = Classifier.from_saved_model(exported, num_classes=2, pooling="mean")
+    from_export.get_layer("logits").set_weights([kernel, bias])
+    np.testing.assert_allclose(from_export.predict(texts, verbose=0), mean @ kernel + bias, atol=1e-4)
+    with pytest.raises(ValueError, match="Unknown pooling 'max'"):
+        Classifier(backbone, num_classes=2, pooling="max")
