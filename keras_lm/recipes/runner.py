@@ -16,7 +16,7 @@ import typing
 
 import yaml
 
-from keras_lm.recipes import gpt
+from keras_lm.recipes import checkpoint, gpt
 from keras_lm.recipes import report as report_module
 from keras_lm.recipes import workflows
 from keras_lm.values import is_integer, is_number
@@ -30,6 +30,8 @@ STEPS = {
     "train_byte_pair": gpt.train_byte_pair,
     "pretrain_causal_lm": gpt.pretrain_causal_lm,
     "generate": gpt.generate,
+    "import_checkpoint": checkpoint.import_checkpoint,
+    "checkpoint_report": checkpoint.checkpoint_report,
 }
 
 
