@@ -12,7 +12,7 @@ import sys
 import types
 import typing
 
-COMMANDS = ("train-vocabulary", "pretrain", "finetune", "serve", "report")
+COMMANDS = ("train-vocabulary", "pretrain", "import-checkpoint", "finetune", "serve", "report")
 #: Errors that mean "bad input" (a flag, a recipe, a file): one line and exit code 2, no traceback.
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, NotADirectoryError,
                IsADirectoryError, PermissionError)
@@ -33,11 +33,12 @@ OVERWRITE_HELP = "replace OUTPUT if it holds a previous export of the same kind 
 
 
 def _workflows():
-    from keras_lm.recipes import report, workflows
+    from keras_lm.recipes import checkpoint, report, workflows
 
     return {
         "train-vocabulary": workflows.train_vocabulary,
         "pretrain": workflows.pretrain,
+        "import-checkpoint": checkpoint.import_checkpoint,
         "finetune": workflows.finetune,
         "serve": workflows.serve,
         "report": report.report,
@@ -76,8 +77,11 @@ def _add_function_flags(parser: argparse.ArgumentParser, function, help_texts: d
             kwargs.update(type=_parse_bool, nargs="?", const=True)
         elif hint in (int, float):
             kwargs["type"] = hint
-        elif hint is tuple or isinstance(default, tuple):
+        elif hint is tuple or typing.get_origin(hint) is tuple or isinstance(default, tuple):
             kwargs["nargs"] = "+"
+            items = [item for item in typing.get_args(hint) if item is not Ellipsis]
+            if len(items) == 1 and items[0] in (int, float):  # e.g. `tuple[int, ...]`: --seeds 0 1 2
+                kwargs["type"] = items[0]
         help_default = "" if required else f" (default: {default})"
         parser.add_argument(flag, help=help_texts.get(name, name) + help_default, **kwargs)
 

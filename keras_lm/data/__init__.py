@@ -7,7 +7,7 @@ Example:
     >>> sorted(example)
     ['id', 'label', 'rating', 'text']
 """
-from keras_lm.data.builders import EMBEDDED_BUILDERS, MovieSnippets, Shakespeare
+from keras_lm.data.builders import EMBEDDED_BUILDERS, MovieSnippets, Shakespeare, StateOfTheUnion
 from keras_lm.data.errors import DataUnavailableError
 from keras_lm.data.fetch import fetch_npm_package, fetch_sdist
 from keras_lm.data.loading import load
@@ -17,6 +17,7 @@ __all__ = [
     "EMBEDDED_BUILDERS",
     "MovieSnippets",
     "Shakespeare",
+    "StateOfTheUnion",
     "fetch_npm_package",
     "fetch_sdist",
     "load",

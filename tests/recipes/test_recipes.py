@@ -42,6 +42,15 @@ def test_shipped_recipes_are_valid():
         ({"finetune": {"max_train_examples": 0}}, "finetune.max_train_examples must be at least 1"),
         ({"serve": {"sentences": "one sentence"}}, "serve.sentences must be a list, got 'one sentence'"),
         ({"pretrain_causal_lm": {"batch_size": "16"}}, "pretrain_causal_lm.batch_size must be an integer"),
+        ({"pretrain": {"objective": "nsp"}}, "pretrain.objective must be one of mlm, mlm+nsp, got 'nsp'"),
+        ({"pretrain": {"corpus": []}}, "pretrain.corpus must name at least one corpus"),
+        ({"train_vocabulary": {"corpus": 3}}, "train_vocabulary.corpus must be a string or a list, got 3"),
+        ({"finetune": {"seeds": [0, 0]}}, "finetune.seeds must not repeat a seed, got [0, 0]"),
+        ({"finetune": {"seeds": "0,1"}}, "finetune.seeds must be a list (or null), got '0,1'"),
+        ({"finetune": {"seeds": [0, 1.5]}}, "finetune.seeds must be a list (or null), got [0, 1.5]"),
+        ({"finetune": {"random_init_learning_rate": 0}}, "finetune.random_init_learning_rate must be a positive number"),
+        ({"finetune": {"random_init_epochs": 0}}, "finetune.random_init_epochs must be at least 1"),
+        ({"report": {"tried": [{"option": "x"}]}}, "report.tried entry 1 needs 'lever' and 'option'"),
     ],
 )
 def test_bad_recipes_name_the_problem(recipe, message):
@@ -51,10 +60,13 @@ def test_bad_recipes_name_the_problem(recipe, message):
 
 def test_values_of_the_right_type_are_accepted():
     validate_recipe({
-        "train_vocabulary": {"lowercase": False, "vocabulary_size": 100},
-        "pretrain": {"learning_rate": 1, "vocabulary": None, "strategy": "one_device", "size": "tiny"},
-        "finetune": {"max_train_examples": None, "compare_random_init": True},
+        "train_vocabulary": {"lowercase": False, "vocabulary_size": 100, "corpus": ["movie_snippets", "shakespeare"]},
+        "pretrain": {"learning_rate": 1, "vocabulary": None, "strategy": "one_device", "size": "tiny",
+                     "corpus": "shakespeare", "objective": "mlm"},
+        "finetune": {"max_train_examples": None, "compare_random_init": True, "seeds": [0, 1, 2],
+                     "random_init_learning_rate": 0.001, "random_init_epochs": 2},
         "serve": {"sentences": ["a", "b"], "labels": ["n", "p"]},
+        "report": {"tried": [{"lever": "epochs", "option": "3", "pretrained_validation": 0.8, "chosen": True}]},
     })
 
 
@@ -85,13 +97,17 @@ def test_miniature_quickstart_through_the_cli(tmp_path):
     output = tmp_path / "run"
     overrides = [
         "train_vocabulary.vocabulary_size=1000",
+        "train_vocabulary.corpus=[movie_snippets]",
         "pretrain.size=tiny",
         "pretrain.steps=6",
         "pretrain.warmup=2",
         "pretrain.sequence_length=32",
         "pretrain.batch_size=8",
+        "pretrain.evaluations=2",
         "finetune.epochs=1",
-        "finetune.max_train_examples=256",
+        "finetune.random_init_epochs=1",
+        "finetune.max_train_examples=64",
+        "finetune.seeds=[0, 1]",
     ]
     command = [sys.executable, "-m", "keras_lm.cli", "run", os.path.join(ROOT, "applications", "quickstart.yaml"), "--output", str(output)]
     for override in overrides:
@@ -102,13 +118,30 @@ def test_miniature_quickstart_through_the_cli(tmp_path):
                      "serving/1/saved_model.pb", "report.md", "loss_curves.png"):
         assert (output / artefact).exists(), artefact
     metrics = json.loads((output / "metrics.json").read_text())
-    assert len(metrics["pretraining"]["train_loss_curve"]) == 6
+    pretraining = metrics["pretraining"]
+    assert len(pretraining["train_loss_curve"]) == 6
+    assert [point["step"] for point in pretraining["held_out_curve"]] == [3, 6]
+    objectives = {"mlm": {"mlm_loss", "mlm_accuracy"}, "mlm+nsp": {"mlm_loss", "mlm_accuracy", "nsp_loss", "nsp_accuracy"}}
+    assert set(pretraining["train_curves"]) == objectives[pretraining["objective"]]
+    finetuning = metrics["finetuning"]
     for start in ("pretrained", "random_init"):
-        assert 0.0 <= metrics["finetuning"][start]["test_accuracy"] <= 1.0
+        section = finetuning[start]
+        assert [run["seed"] for run in section["runs"]] == [0, 1]
+        tests = [run["test_accuracy"] for run in section["runs"]]
+        assert section["test_accuracy"] == pytest.approx(sum(tests) / 2)
+        assert (section["test_accuracy_min"], section["test_accuracy_max"]) == (min(tests), max(tests))
+        assert all(len(run["validation_accuracy"]) == 1 and len(run["train_loss_curve"]) == 2 for run in section["runs"])
+    served = finetuning["served"]
+    finals = {run["seed"]: run["validation_accuracy"][-1] for run in finetuning["pretrained"]["runs"]}
+    assert served["seed"] == max(finals, key=lambda seed: (finals[seed], -seed))
+    assert finetuning["difference"] == pytest.approx(
+        finetuning["pretrained"]["test_accuracy"] - finetuning["random_init"]["test_accuracy"])
+    assert metrics["what_was_tried"] and all({"lever", "option"} <= set(e) for e in metrics["what_was_tried"])
     answers = metrics["serving"]["answers"]
     assert len(answers) == 3 and {a["label"] for a in answers} <= {"negative", "positive"}
     report = (output / "report.md").read_text()
-    assert "test accuracy" in report and "random_init" in report
+    assert "test accuracy (mean ± std)" in report and "| random init |" in report
+    assert "What was tried" in report and f"seed {served['seed']}" in report
     _assert_classifier_started_from_the_pretrained_encoder(output, metrics)
 
 
@@ -131,11 +164,89 @@ def _assert_classifier_started_from_the_pretrained_encoder(output, metrics):
     exported = _token_embedding(SavedModelEncoder(str(output / "encoder" / "encoder")), size)
     np.testing.assert_array_equal(exported, pretrained)  # the export carries the trained weights
     fine_tuned = _token_embedding(keras.saving.load_model(str(output / "classifier.keras")).backbone, size)
-    # One Adam step moves a weight by at most lr * (1 - beta_1) / sqrt(1 - beta_2) (Kingma & Ba, 2.1;
-    # lr 1e-4 is the finetune default): fine-tuning from the pretrained encoder stays within that of
-    # it, while any other start (a random init has std 0.02) is orders of magnitude further away.
-    steps = len(metrics["finetuning"]["pretrained"]["train_loss_curve"])
+    # One Adam step moves a weight by at most lr * (1 - beta_1) / sqrt(1 - beta_2) (Kingma & Ba, 2.1):
+    # the served classifier, fine-tuned from the pretrained encoder, stays within that of it, while
+    # any other start (a random init has std 0.02, another seed's run) is much further away.
+    finetuning = metrics["finetuning"]
+    served = next(run for run in finetuning["pretrained"]["runs"] if run["seed"] == finetuning["served"]["seed"])
+    steps, learning_rate = len(served["train_loss_curve"]), finetuning["pretrained"]["learning_rate"]
     assert 0 < steps <= 10
-    bound = 1.2 * steps * 1e-4 * (1 - 0.9) / np.sqrt(1 - 0.999)
+    bound = 1.2 * steps * learning_rate * (1 - 0.9) / np.sqrt(1 - 0.999)
     drift = np.abs(fine_tuned - pretrained).max()
     assert 0 < drift <= bound, (drift, bound)
+
+
+def test_training_batches_hold_every_example_once_in_batches_of_similar_length():
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_lm.recipes.workflows import SORT_WINDOW, training_batches
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 60, size=1000)
+    texts = [" ".join(["w"] * int(n)) + f" #{i}" for i, n in enumerate(lengths)]
+    examples = tf.data.Dataset.from_tensor_slices((texts, np.arange(1000)))
+    batches = training_batches(examples, batch_size=8, seed=3)
+    assert int(batches.cardinality()) == 125
+    epochs = [[(t.numpy(), l.numpy()) for t, l in batches] for _ in range(2)]
+    for epoch in epochs:
+        labels = np.concatenate([label for _, label in epoch])
+        assert sorted(labels.tolist()) == list(range(1000))  # each example exactly once
+        spread = np.mean([lengths[label].max() - lengths[label].min() for _, label in epoch])
+        assert spread < 10  # vs about 45 for batches of random neighbours (lengths 1-59)
+        for text, label in epoch:  # texts stay with their labels
+            assert [t.decode().rsplit("#", 1)[1] for t in text] == [str(n) for n in label]
+    first, second = ([label.tolist() for _, label in epoch] for epoch in epochs)
+    assert first != second  # reshuffled every epoch
+    assert SORT_WINDOW * 8 < 1000  # more than one window was sorted
+
+
+def test_step_history_recovers_each_step_from_the_running_means():
+    import keras
+    import numpy as np
+
+    from keras_lm.recipes.workflows import StepHistory
+
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, kernel_initializer="zeros")])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0), loss="mse")
+    targets = np.array([[1.0], [3.0], [2.0], [5.0], [0.0], [4.0]], "float32")
+    history = StepHistory()
+    model.fit(np.zeros((6, 1), "float32"), targets, batch_size=2, epochs=2, shuffle=False,
+              callbacks=[history], verbose=0)
+    per_batch = [(1 + 9) / 2, (4 + 25) / 2, (0 + 16) / 2]  # the model always predicts 0
+    np.testing.assert_allclose(history.losses, per_batch * 2, rtol=1e-5)
+
+
+def test_seed_runs_restart_from_scratch_each_time(tmp_path):
+    """Seeds 0, 1, 0 on one compiled classifier: the third run repeats the first exactly (weights,
+    optimizer state and dropout all restarted), the second differs."""
+    import keras
+    import numpy as np
+
+    import keras_lm
+    from keras_lm.recipes.workflows import _finetune_run, _labelled, _SeedRuns
+
+    texts = keras_lm.data.load("movie_snippets", split="train").take(200).map(lambda e: e["text"])
+    tokenizer = keras_lm.tokenizers.WordPiece.train(texts, vocabulary_size=300)
+    preprocessor = keras_lm.tokenizers.BertPreprocessor(tokenizer, sequence_length=32)
+
+    def new_classifier(seed):
+        keras.utils.set_random_seed(seed)
+        backbone = keras_lm.applications.Bert(None, vocabulary_size=tokenizer.vocabulary_size(), num_layers=1,
+                                              hidden_dim=32, num_heads=2, max_sequence_length=32)
+        return keras_lm.tasks.Classifier(backbone, num_classes=2, preprocessor=preprocessor)
+
+    snippets = _labelled(keras_lm.data.load("movie_snippets", split="train"))
+    data = (snippets.take(64).cache(), snippets.skip(64).take(32).cache(), snippets.skip(96).take(32).cache())
+    runs = _SeedRuns(new_classifier(0), learning_rate=1e-3, steps=4)
+    results = [
+        _finetune_run(runs, [v.numpy() for v in new_classifier(seed).variables], "test", seed, data, epochs=2, batch_size=32,
+                      learning_rate=1e-3)
+        for seed in (0, 1, 0)
+    ]
+    first, second, third = ([r["train_loss_curve"], r["validation_accuracy"], r["test_loss"]] for r in results)
+    assert len(first[0]) == 4
+    np.testing.assert_array_equal(np.array(third[0]), np.array(first[0]))
+    assert third[1:] == first[1:]
+    assert second[0] != first[0]
+    assert int(runs.classifier.optimizer.iterations.numpy()) == 4  # counted from 0 again

