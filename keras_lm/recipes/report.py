@@ -195,7 +195,7 @@ def _pretraining_lines(metrics: dict) -> list:
         f"(train splits), {p['steps']} steps of {p['batch_size']}x{p['sequence_length']} in "
         f"{p['seconds']} s ({p['tokens_per_second']:,.0f} tokens/s)",
         "",
-        "| held-out text | loss | MLM accuracy | NSP accuracy |",
+        "| held-out text (validation splits) | loss | MLM accuracy | NSP accuracy |",
         "|---|---|---|---|",
     ]
     for name, values in (("untrained", before), ("pretrained", after)):

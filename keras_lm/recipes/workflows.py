@@ -379,13 +379,15 @@ def _held_out(pretrainer, corpus, preprocessor, batch_size: int, seed: int) -> t
     """Fixed held-out batches (the same masks on every pass) from the validation split of each
     corpus that has one; from the corpora's first training batches when none has one."""
     names = [name for name in corpus_names(corpus) if has_split(name, "validation")]
-    if not names:
-        _stage("no corpus has a validation split: the held-out figures are measured on training text")
-        sources, per_source = [documents(corpus, "train")], HELD_OUT_BATCHES
+    if names:
+        sources = [documents(name, "validation") for name in names]
     else:
-        sources, per_source = [documents(name, "validation") for name in names], max(1, HELD_OUT_BATCHES // len(names))
+        _stage("no corpus has a validation split: the held-out figures are measured on training text")
+        sources = [documents(corpus, "train")]
+    per_source = max(1, HELD_OUT_BATCHES // len(sources))
     parts = [
-        pretrainer.dataset(source, preprocessor, batch_size=batch_size, shuffle=False, seed=seed).take(per_source)
+        pretrainer.dataset(source, preprocessor, batch_size=batch_size, shuffle=False, seed=seed)
+        .take(per_source)
         for source in sources
     ]
     held_out = parts[0]
@@ -523,7 +525,8 @@ def _finetune_run(runs: _SeedRuns, weights, name, seed, data, epochs, batch_size
     runs.restart(weights)
     classifier = runs.classifier
     steps = epochs * int(training_batches(train, batch_size, seed).cardinality())
-    _stage(f"fine-tuning the {name} start, seed {seed}: {epochs} epochs ({steps} steps, lr {learning_rate:g})")
+    _stage(f"fine-tuning the {name} start, seed {seed}: {epochs} epochs ({steps} steps, "
+           f"learning rate {learning_rate:g})")
     history = StepHistory()
     start = time.time()
     fit = classifier.fit(
@@ -689,7 +692,8 @@ def _pretrained_start(classifier, encoder_values: dict, seed: int) -> list:
         if id(variable) in encoder_values:
             values.append(encoder_values[id(variable)])
         elif id(variable) in initializers:
-            values.append(keras.ops.convert_to_numpy(initializers[id(variable)](variable.shape, variable.dtype)))
+            value = initializers[id(variable)](variable.shape, variable.dtype)
+            values.append(keras.ops.convert_to_numpy(value))
         elif variable.name == "seed_generator_state":  # as a new SeedGenerator would start
             values.append(np.array([random.randint(1, 10**9), 0], dtype=variable.dtype))
         else:

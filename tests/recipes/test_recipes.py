@@ -250,3 +250,21 @@ def test_seed_runs_restart_from_scratch_each_time(tmp_path):
     assert third[1:] == first[1:]
     assert second[0] != first[0]
     assert int(runs.classifier.optimizer.iterations.numpy()) == 4  # counted from 0 again
+
+
+def test_pretraining_documents_group_labelled_sentences_and_mix_corpora():
+    import tensorflow_datasets as tfds
+
+    import keras_lm
+    from keras_lm.recipes.workflows import SENTENCES_PER_DOCUMENT, documents
+
+    snippets = [e["text"].decode() for e in tfds.as_numpy(keras_lm.data.load("movie_snippets", split="train"))]
+    grouped = [d["text"].decode() for d in tfds.as_numpy(documents("movie_snippets"))]
+    assert len(grouped) == -(-len(snippets) // SENTENCES_PER_DOCUMENT)
+    assert grouped[0].split("\n") == snippets[:SENTENCES_PER_DOCUMENT]
+    assert "\n".join(grouped).split("\n") == snippets  # every train sentence once, in order
+    mixed = [d["text"].decode() for d in tfds.as_numpy(documents(["movie_snippets", "shakespeare"]))]
+    works = [w["text"].decode() for w in tfds.as_numpy(keras_lm.data.load("shakespeare", split="train"))]
+    assert mixed == grouped + works
+    validation = {e["text"].decode() for e in tfds.as_numpy(keras_lm.data.load("movie_snippets", split="validation"))}
+    assert not validation & set("\n".join(mixed).split("\n"))  # pretraining text is train text only
