@@ -170,3 +170,17 @@ def generate_in_fresh_process():
         return result
 
     return run
+
+
+@pytest.fixture(scope="session")
+def randomize_every_parameter():
+    """`tests/applications/reference.py`'s rule for importer tests outside that folder: every
+    parameter of a reference model random, biases and norm scales included."""
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parent / "applications" / "reference.py"
+    spec = importlib.util.spec_from_file_location("importer_reference", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.randomize_every_parameter

@@ -267,24 +267,11 @@ class Classifier(Task):
 
     def get_config(self):
         return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            **self._base_config(),
             "num_classes": self.num_classes,
-            "preprocessor": keras.saving.serialize_keras_object(self.preprocessor)
-            if self.preprocessor is not None
-            else None,
             "dropout": self.dropout,
             "pooling": self.pooling,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        if config.get("preprocessor") is not None:
-            config["preprocessor"] = keras.saving.deserialize_keras_object(config["preprocessor"])
-        return cls(**config)
 
 
 def _item(sequence, index):

@@ -65,6 +65,25 @@ def _is_text(x) -> bool:
 class Task(keras.Model):
     """A keras.Model whose data can be raw text when a `preprocessor` is attached."""
 
+    def _base_config(self) -> dict:
+        """The config every task shares: name, trainable, its backbone and preprocessor."""
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            "preprocessor": keras.saving.serialize_keras_object(self.preprocessor)
+            if self.preprocessor is not None
+            else None,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        if config.get("preprocessor") is not None:
+            config["preprocessor"] = keras.saving.deserialize_keras_object(config["preprocessor"])
+        return cls(**config)
+
     def _preprocess_element(self, *element):
         x, rest = element[0], element[1:]
         if isinstance(x, tuple) and len(x) == 2 and all(_is_text(t) for t in x):

@@ -1,8 +1,6 @@
 """Fine-tuning from a checkpoint folder: `keras-lm finetune --from-hf DIR` and the import_checkpoint step."""
-import importlib.util
 import json
 import os
-import pathlib
 import subprocess
 import sys
 
@@ -13,16 +11,8 @@ import keras_lm
 from keras_lm.recipes import checkpoint as checkpoint_steps
 
 
-def _reference_module():
-    path = pathlib.Path(__file__).resolve().parents[1] / "applications" / "reference.py"
-    spec = importlib.util.spec_from_file_location("importer_reference", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
-def hf_checkpoint(tmp_path_factory, movie_vocabulary):
+def hf_checkpoint(tmp_path_factory, movie_vocabulary, randomize_every_parameter):
     """A small transformers BertModel (every parameter random) saved with a real vocab.txt."""
     import transformers
 
@@ -31,7 +21,7 @@ def hf_checkpoint(tmp_path_factory, movie_vocabulary):
     config = transformers.BertConfig(vocab_size=len(movie_vocabulary), hidden_size=32, num_hidden_layers=2,
                                      num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
     model = transformers.BertModel(config).eval()
-    _reference_module().randomize_every_parameter(
+    randomize_every_parameter(
         model, seed=3, is_norm_scale=lambda name: name.endswith("LayerNorm.weight"))
     model.save_pretrained(directory)
     transformers.BertTokenizer(vocab_file=str(directory / "vocab.txt")).save_pretrained(directory)

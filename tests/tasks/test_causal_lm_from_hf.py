@@ -3,9 +3,7 @@
 Each checkpoint is a random-weight transformers model (every parameter random) saved with save_pretrained,
 with a byte-level BPE tokenizer trained here on Shakespeare saved into the same directory.
 """
-import importlib.util
 import json
-import pathlib
 
 import pytest
 
@@ -13,14 +11,6 @@ from keras_lm.tasks import CausalLM
 
 PROMPTS = ["some prompt", "To be, or not to be", "The king is dead"]
 MAX_NEW_TOKENS = 5
-
-
-def _reference_module():
-    path = pathlib.Path(__file__).resolve().parents[1] / "applications" / "reference.py"
-    spec = importlib.util.spec_from_file_location("importer_reference", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _train_tokenizer(pattern: str | None):
@@ -56,14 +46,14 @@ def _save_checkpoint(directory, model, tokenizer, bos: str, eos: str):
 
 
 @pytest.fixture(scope="module")
-def gpt2_checkpoint(tmp_path_factory):
+def gpt2_checkpoint(tmp_path_factory, randomize_every_parameter):
     import transformers
 
     tokenizer = _train_tokenizer(None)
     config = transformers.GPT2Config(vocab_size=tokenizer.get_vocab_size(), n_positions=64, n_embd=32, n_layer=2,
                                      n_head=4, bos_token_id=0, eos_token_id=0)
     model = transformers.GPT2LMHeadModel(config).eval()
-    _reference_module().randomize_every_parameter(
+    randomize_every_parameter(
         model, seed=0, is_norm_scale=lambda name: name.endswith((".ln_1.weight", ".ln_2.weight", "ln_f.weight"))
     )
     directory = tmp_path_factory.mktemp("gpt2")
@@ -72,7 +62,7 @@ def gpt2_checkpoint(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def llama_checkpoint(tmp_path_factory):
+def llama_checkpoint(tmp_path_factory, randomize_every_parameter):
     import transformers
 
     tokenizer = _train_tokenizer("llama3")
@@ -80,7 +70,7 @@ def llama_checkpoint(tmp_path_factory):
                                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                                       max_position_embeddings=64, bos_token_id=1, eos_token_id=0)
     model = transformers.LlamaForCausalLM(config).eval()
-    _reference_module().randomize_every_parameter(model, seed=1, is_norm_scale=lambda name: name.endswith("norm.weight"))
+    randomize_every_parameter(model, seed=1, is_norm_scale=lambda name: name.endswith("norm.weight"))
     directory = tmp_path_factory.mktemp("llama")
     _save_checkpoint(directory, model, tokenizer, "<|begin_of_text|>", "<|endoftext|>")
     return model, directory

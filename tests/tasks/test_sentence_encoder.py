@@ -1,6 +1,4 @@
 """SentenceEncoder: embeddings equal transformers' BertModel + mean/CLS pooling + L2 norm, in memory and served."""
-import importlib.util
-import pathlib
 
 import keras
 import numpy as np
@@ -20,14 +18,6 @@ SENTENCES = [
 SEQUENCE_LENGTH = 48
 
 
-def _reference_module():
-    path = pathlib.Path(__file__).resolve().parents[1] / "applications" / "reference.py"
-    spec = importlib.util.spec_from_file_location("importer_reference", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _vocabulary():
     """A BERT vocab.txt: specials, the sentences' words, then single characters and ## continuations."""
     words = sorted({w.strip(".,;!").lower() for s in SENTENCES for w in s.split()} - {""} - {"peaceful", "dragged"})
@@ -38,7 +28,7 @@ def _vocabulary():
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
+def checkpoint(tmp_path_factory, randomize_every_parameter):
     """A transformers BertModel with every parameter random, saved with its vocab.txt."""
     import transformers
 
@@ -49,7 +39,7 @@ def checkpoint(tmp_path_factory):
                                      num_attention_heads=4, intermediate_size=64, max_position_embeddings=64,
                                      hidden_act="gelu")
     model = transformers.BertModel(config).eval()
-    _reference_module().randomize_every_parameter(model, seed=0, is_norm_scale=lambda n: n.endswith("LayerNorm.weight"))
+    randomize_every_parameter(model, seed=0, is_norm_scale=lambda n: n.endswith("LayerNorm.weight"))
     model.save_pretrained(directory)
     tokenizer = transformers.BertTokenizer.from_pretrained(directory)
     return model, tokenizer, directory
