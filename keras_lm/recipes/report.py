@@ -100,6 +100,7 @@ def _plot_validation_accuracy(axis, finetuning: dict) -> None:
             axis.plot(range(1, len(accuracy) + 1), accuracy, "o-", color=f"C{i + 2}",
                       alpha=0.8 if j == 0 else 0.4, label=f"{label} start" if j == 0 else None)
     axis.set(title="Fine-tuning: validation accuracy (each seed)", xlabel="epoch", ylabel="accuracy")
+    axis.xaxis.get_major_locator().set_params(integer=True)
     if finetuning:
         axis.legend()
 

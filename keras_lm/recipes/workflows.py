@@ -38,6 +38,10 @@ POSITIVE_COUNTS = ("steps", "batch_size", "sequence_length", "vocabulary_size", 
 OBJECTIVES = ("mlm", "mlm+nsp")
 #: Sentences of a labelled sentence dataset (e.g. movie_snippets) joined into one pretraining document.
 SENTENCES_PER_DOCUMENT = 32
+#: What the pretrained start of `finetune` takes from the exported encoder (see `finetune`).
+TRANSFERS = ("all", "embeddings")
+#: The encoder's embedding block: the variables `transfer="embeddings"` keeps.
+EMBEDDING_VARIABLES = ("token_embedding", "position_embedding", "segment_embedding", "embeddings_layer_norm")
 
 
 def check_values(function, arguments: dict):
@@ -67,6 +71,8 @@ def check_values(function, arguments: dict):
     poolings = keras_lm.tasks.classifier.CLASSIFIER_POOLINGS
     if function is finetune and arguments.get("pooling", "cls") not in poolings:
         return "pooling", f"must be one of {', '.join(poolings)}, got {arguments['pooling']!r}."
+    if function is finetune and arguments.get("transfer", "all") not in TRANSFERS:
+        return "transfer", f"must be one of {', '.join(TRANSFERS)}, got {arguments['transfer']!r}."
     if function is pretrain and arguments.get("objective", "mlm+nsp") not in OBJECTIVES:
         return "objective", f"must be one of {', '.join(OBJECTIVES)}, got {arguments['objective']!r}."
     corpus = arguments.get("corpus")
@@ -588,6 +594,7 @@ def finetune(
     random_init_epochs: int | None = None,
     pooling: str = "cls",
     from_hf: str | None = None,
+    transfer: str = "all",
 ) -> str:
     """Reloads the exported encoder trainably, fine-tunes a classifier per seed, exports serving.
 
@@ -606,6 +613,13 @@ def finetune(
     the token vectors). `from_hf` starts from a pretrained checkpoint folder instead of a pretraining
     run (Hugging Face, Google BERT or keras-hub preset, or the embedded name all-minilm-l6-v2): it is
     imported and exported to OUTPUT/encoder first (see `import_checkpoint`).
+
+    `transfer` is what the pretrained start takes from the export: "all" its weights, or
+    "embeddings" only its embedding block (token, position and segment embeddings and their
+    LayerNorm), the transformer blocks and pooler starting from new random weights drawn as the
+    random-init start's are. After a short masked-LM pretraining the embeddings already carry
+    lexical knowledge while the blocks are a worse start than random ones (see
+    applications/quickstart.yaml).
     """
     _check_values(finetune, locals())
     if from_hf:
@@ -635,7 +649,10 @@ def finetune(
     pretrained_runs = _SeedRuns(classifier, learning_rate, epochs * per_epoch)
     runs, served_weights, served_seed, served_accuracy = [], None, None, -1.0
     for run_seed in seeds:
-        weights = _pretrained_start(classifier, encoder_values, run_seed)
+        start_values = encoder_values
+        if transfer == "embeddings":
+            start_values = _with_new_blocks(classifier.backbone, encoder_values, output, run_seed)
+        weights = _pretrained_start(classifier, start_values, run_seed)
         runs.append(_finetune_run(pretrained_runs, weights, "pretrained", run_seed, data, epochs,
                                   batch_size, learning_rate))
         if runs[-1]["validation_accuracy"][-1] > served_accuracy:
@@ -662,6 +679,7 @@ def finetune(
             "epochs": epochs,
             "batch_size": batch_size,
             "pooling": pooling,
+            "transfer": transfer,
             "served": {
                 "start": "pretrained",
                 "seed": served_seed,
@@ -675,6 +693,35 @@ def finetune(
     classifier.save(os.path.join(output, "classifier.keras"))
     # Replaces only a previous serving export (see keras_lm.export.files), never the sources.
     return keras_lm.export.serving(classifier, serving_export, overwrite=True, protected=sources)
+
+
+def _new_encoder(output: str, seed: int):
+    """A new random encoder of the pretrained one's configuration (OUTPUT/metrics.json), for `seed`."""
+    config = read_metrics(output).get("pretraining", {}).get("backbone_config")
+    if config is None:
+        raise ValueError(
+            f"transfer='embeddings' needs the pretrained encoder's configuration in {output}/{METRICS_FILE} "
+            "(written by the pretrain step); use transfer='all' for another encoder."
+        )
+    keras.utils.set_random_seed(seed)
+    return keras_lm.applications.Bert.from_config(keras.saving.deserialize_keras_object(config))
+
+
+def _with_new_blocks(encoder, encoder_values: dict, output: str, seed: int) -> dict:
+    """`encoder_values` (by variable id) with every variable outside the embedding block replaced
+    by a new random encoder's value for `seed`; variables are matched by name."""
+    fresh = {variable.path.replace("/", "_"): variable.numpy() for variable in _new_encoder(output, seed).weights}
+    values = dict(encoder_values)
+    for variable in encoder.variables:
+        if variable.name.startswith(EMBEDDING_VARIABLES) or variable.name == "seed_generator_state":
+            continue
+        if variable.name not in fresh or tuple(fresh[variable.name].shape) != tuple(variable.shape):
+            raise ValueError(
+                f"The exported encoder's variable '{variable.name}' {tuple(variable.shape)} has no "
+                "counterpart in a new encoder of the pretrained configuration; use transfer='all'."
+            )
+        values[id(variable)] = fresh[variable.name]
+    return values
 
 
 def _pretrained_start(classifier, encoder_values: dict, seed: int) -> list:

@@ -268,3 +268,38 @@ def test_pretraining_documents_group_labelled_sentences_and_mix_corpora():
     assert mixed == grouped + works
     validation = {e["text"].decode() for e in tfds.as_numpy(keras_lm.data.load("movie_snippets", split="validation"))}
     assert not validation & set("\n".join(mixed).split("\n"))  # pretraining text is train text only
+
+
+def test_transfer_embeddings_keeps_the_embedding_block_and_draws_the_blocks_like_random_init(tmp_path):
+    import keras
+    import numpy as np
+
+    import keras_lm
+    from keras_lm.recipes.workflows import _update_metrics, _with_new_blocks
+
+    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + "a the film is good bad dull fine".split()
+    preprocessor = keras_lm.tokenizers.BertPreprocessor(
+        keras_lm.tokenizers.WordPiece(vocabulary=vocabulary), sequence_length=16)
+    pretrained = keras_lm.applications.Bert(None, vocabulary_size=len(vocabulary), num_layers=1, hidden_dim=16,
+                                            num_heads=2, max_sequence_length=16, norm_first=True, dropout=0.0)
+    for weight in pretrained.weights:  # "pretrained": far from any random initialisation
+        weight.assign(np.full(weight.shape, 0.5, "float32"))
+    keras_lm.export.encoder(pretrained, preprocessor, str(tmp_path / "encoder"))
+    _update_metrics(str(tmp_path), "pretraining",
+                    {"backbone_config": keras.saving.serialize_keras_object(pretrained.get_config())})
+    classifier = keras_lm.tasks.Classifier.from_saved_model(str(tmp_path / "encoder"), num_classes=2)
+    exported = {id(v): v.numpy() for v in classifier.backbone.variables}
+
+    values = _with_new_blocks(classifier.backbone, exported, str(tmp_path), seed=7)
+
+    keras.utils.set_random_seed(7)  # what the random-init start of seed 7 draws
+    random_start = {w.path.replace("/", "_"): w.numpy() for w in keras_lm.applications.Bert.from_config(pretrained.get_config()).weights}
+    names = [v.name for v in classifier.backbone.variables]
+    assert any(n.startswith("transformer_layer_0") for n in names) and "token_embedding_embeddings" in names
+    for variable in classifier.backbone.variables:
+        if variable.name == "seed_generator_state":
+            continue
+        if variable.name.startswith(("token_embedding", "position_embedding", "segment_embedding", "embeddings_layer_norm")):
+            np.testing.assert_array_equal(values[id(variable)], np.full(variable.shape, 0.5, "float32"))
+        else:
+            np.testing.assert_array_equal(values[id(variable)], random_start[variable.name])
