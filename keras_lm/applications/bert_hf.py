@@ -15,10 +15,10 @@ prefix, old ``LayerNorm.gamma/beta`` names) are read here; the original Google T
                                                    -> transformer_layer_i/self_attention/qkv
                                                       (kernel [H, 3H] = q.T | k.T | v.T)
     encoder.layer.i.attention.output.dense         -> transformer_layer_i/self_attention/output
-    encoder.layer.i.attention.output.LayerNorm     -> transformer_layer_i/self_attention_layer_norm
+    encoder.layer.i.attention.output.LayerNorm     -> transformer_layer_i/self_attention_norm
     encoder.layer.i.intermediate.dense             -> transformer_layer_i/feed_forward/intermediate_dense
     encoder.layer.i.output.dense                   -> transformer_layer_i/feed_forward/output_dense
-    encoder.layer.i.output.LayerNorm               -> transformer_layer_i/feed_forward_layer_norm
+    encoder.layer.i.output.LayerNorm               -> transformer_layer_i/feed_forward_norm
     pooler.dense                                   -> pooler/dense (kept at init when absent)
     cls.predictions.transform.dense                -> masked_lm_head/transform_dense
     cls.predictions.transform.LayerNorm            -> masked_lm_head/transform_layer_norm
@@ -288,10 +288,10 @@ def bert_from_weights(cls, weights: BertWeights, dtype=None):
         attention = prefix + ".attention"
         porter.fused_dense(block.self_attention.qkv_dense, [f"{attention}.self.{p}" for p in ("query", "key", "value")])
         porter.dense(block.self_attention.output_dense, attention + ".output.dense")
-        porter.layer_norm(block.self_attention_layer_norm, attention + ".output.LayerNorm")
+        porter.layer_norm(block.self_attention_norm, attention + ".output.LayerNorm")
         porter.dense(block.feed_forward.intermediate_dense, prefix + ".intermediate.dense")
         porter.dense(block.feed_forward.output_dense, prefix + ".output.dense")
-        porter.layer_norm(block.feed_forward_layer_norm, prefix + ".output.LayerNorm")
+        porter.layer_norm(block.feed_forward_norm, prefix + ".output.LayerNorm")
     untrained = ()
     if "pooler.dense.weight" in weights.state or "pooler.dense.bias" in weights.state:
         porter.dense(model.pooler.dense, "pooler.dense")

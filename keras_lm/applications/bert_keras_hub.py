@@ -11,10 +11,10 @@ Weight mapping (keras-hub -> keras_lm), per transformer layer ``i``::
     self_attention_layer/{query,key,value}/bias    [heads, head_dim] -> self_attention/qkv/bias [3H]
     self_attention_layer/attention_output/kernel   [heads, head_dim, H] -> self_attention/output/kernel [H, H]
     self_attention_layer/attention_output/bias     -> self_attention/output/bias
-    self_attention_layer_norm                      -> self_attention_layer_norm
+    self_attention_layer_norm                      -> self_attention_norm
     feedforward_intermediate_dense                 -> feed_forward/intermediate_dense
     feedforward_output_dense                       -> feed_forward/output_dense
-    feedforward_layer_norm                         -> feed_forward_layer_norm
+    feedforward_layer_norm                         -> feed_forward_norm
     pooled_dense                                   -> pooler/dense
 """
 from __future__ import annotations
@@ -90,12 +90,12 @@ def copy_keras_hub_weights(backbone, bert) -> None:
     for i, (source, target) in enumerate(zip(backbone.transformer_layers, bert.transformer_layers)):
         path = f"transformer_layer_{i}"
         _copy_attention(source._self_attention_layer, target.self_attention, path + "/self_attention")
-        _copy_layer_norm(source._self_attention_layer_norm, target.self_attention_layer_norm,
-                         path + "/self_attention_layer_norm")
+        _copy_layer_norm(source._self_attention_layer_norm, target.self_attention_norm,
+                         path + "/self_attention_norm")
         _copy_dense(source._feedforward_intermediate_dense, target.feed_forward.intermediate_dense,
                     path + "/feed_forward/intermediate_dense")
         _copy_dense(source._feedforward_output_dense, target.feed_forward.output_dense,
                     path + "/feed_forward/output_dense")
-        _copy_layer_norm(source._feedforward_layer_norm, target.feed_forward_layer_norm,
-                         path + "/feed_forward_layer_norm")
+        _copy_layer_norm(source._feedforward_layer_norm, target.feed_forward_norm,
+                         path + "/feed_forward_norm")
     _copy_dense(backbone.pooled_dense, bert.pooler.dense, "pooler/dense")

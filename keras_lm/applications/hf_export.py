@@ -13,10 +13,10 @@ keras_lm -> transformers, per layer ``i`` (torch ``Linear`` weights are ``[out, 
     embeddings_layer_norm                 -> embeddings.LayerNorm
     transformer_layer_i/self_attention/qkv  -> encoder.layer.i.attention.self.{query,key,value} (split q|k|v)
     .../self_attention/output             -> encoder.layer.i.attention.output.dense
-    .../self_attention_layer_norm         -> encoder.layer.i.attention.output.LayerNorm
+    .../self_attention_norm                 -> encoder.layer.i.attention.output.LayerNorm
     .../feed_forward/intermediate_dense   -> encoder.layer.i.intermediate.dense
     .../feed_forward/output_dense         -> encoder.layer.i.output.dense
-    .../feed_forward_layer_norm           -> encoder.layer.i.output.LayerNorm
+    .../feed_forward_norm                   -> encoder.layer.i.output.LayerNorm
     pooler/dense                          -> pooler.dense
     masked_lm_head transform_dense / transform_layer_norm / output_bias
                                           -> cls.predictions.transform.dense / .LayerNorm / cls.predictions.bias
@@ -121,10 +121,10 @@ def bert_state(backbone: Encoder, prefix: str = "") -> dict:
             state[f"{layer}attention.self.{name}.weight"] = np.ascontiguousarray(kernel.T)
             state[f"{layer}attention.self.{name}.bias"] = np.ascontiguousarray(bias)
         _linear(state, layer + "attention.output.dense", block.self_attention.output_dense)
-        _layer_norm(state, layer + "attention.output.LayerNorm", block.self_attention_layer_norm)
+        _layer_norm(state, layer + "attention.output.LayerNorm", block.self_attention_norm)
         _linear(state, layer + "intermediate.dense", block.feed_forward.intermediate_dense)
         _linear(state, layer + "output.dense", block.feed_forward.output_dense)
-        _layer_norm(state, layer + "output.LayerNorm", block.feed_forward_layer_norm)
+        _layer_norm(state, layer + "output.LayerNorm", block.feed_forward_norm)
     _linear(state, p + "pooler.dense", backbone.pooler.dense)
     return state
 

@@ -1,7 +1,5 @@
 """keras_lm.layers: the building blocks of the zoo's transformers (Keras 3, backend-agnostic ops)."""
-from keras_lm.layers.attention import MultiHeadSelfAttention, attention_bias
-from keras_lm.layers.causal_attention import CausalSelfAttention, causal_attention_bias
-from keras_lm.layers.decoder_block import TransformerDecoderBlock
+from keras_lm.layers.attention import IMPLEMENTATIONS, MultiHeadAttention, attention_allowed, default_implementation
 from keras_lm.layers.embeddings import (
     PositionEmbedding,
     SegmentEmbedding,
@@ -11,25 +9,26 @@ from keras_lm.layers.embeddings import (
     sinusoidal_table,
 )
 from keras_lm.layers.feed_forward import FeedForward
-from keras_lm.layers.gated_feed_forward import GatedFeedForward
 from keras_lm.layers.heads import MaskedLMHead, NextSentenceHead, Pooler
 from keras_lm.layers.normalization import RMSNorm
 from keras_lm.layers.pooling import POOLINGS, SentencePooling
 from keras_lm.layers.rotary import RotaryEmbedding, rotary_angles
-from keras_lm.layers.transformer_block import TransformerEncoderBlock
+from keras_lm.layers.transformer_block import FEED_FORWARDS, NORMALIZATIONS, TransformerBlock
 from keras_lm.layers.utils import gelu_approximate
 
 __all__ = [
-    "CausalSelfAttention",
-    "GatedFeedForward",
+    "FEED_FORWARDS",
+    "IMPLEMENTATIONS",
+    "NORMALIZATIONS",
     "RMSNorm",
     "RotaryEmbedding",
-    "TransformerDecoderBlock",
-    "causal_attention_bias",
+    "TransformerBlock",
+    "attention_allowed",
+    "default_implementation",
     "rotary_angles",
     "FeedForward",
     "MaskedLMHead",
-    "MultiHeadSelfAttention",
+    "MultiHeadAttention",
     "NextSentenceHead",
     "POOLINGS",
     "Pooler",
@@ -39,8 +38,6 @@ __all__ = [
     "SinusoidalPositionEncoding",
     "TokenEmbedding",
     "TokenIdError",
-    "TransformerEncoderBlock",
-    "attention_bias",
     "gelu_approximate",
     "sinusoidal_table",
 ]

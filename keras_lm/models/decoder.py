@@ -4,64 +4,40 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_lm.layers import PositionEmbedding, RMSNorm, TransformerDecoderBlock
-from keras_lm.layers.decoder_block import FEED_FORWARDS, NORMALIZATIONS
+from keras_lm.layers import FEED_FORWARDS, NORMALIZATIONS, PositionEmbedding, RMSNorm, TransformerBlock
 from keras_lm.layers.embeddings import TokenEmbedding
 from keras_lm.layers.utils import get_activation, serialize_activation
+from keras_lm.models.backbone import Backbone, check_choice, check_dropout, check_heads, check_positive_integers
 
 INPUT_NAMES = ("token_ids", "padding_mask")
 POSITION_EMBEDDINGS = ("learned", "rotary")
-_MODEL_KWARGS = ("name", "trainable")
 
 
 def check_decoder_config(vocabulary_size, num_layers, num_heads, hidden_dim, intermediate_dim,
                          max_sequence_length, num_key_value_heads, head_dim, dropout, position_embedding,
                          normalization, feed_forward) -> None:
     """Raise one clear ValueError for an impossible decoder configuration."""
-    positive = {
-        "vocabulary_size": vocabulary_size,
-        "num_layers": num_layers,
-        "num_heads": num_heads,
-        "hidden_dim": hidden_dim,
-        "intermediate_dim": intermediate_dim,
-        "max_sequence_length": max_sequence_length,
-        "num_key_value_heads": num_key_value_heads,
-    }
+    positive = dict(vocabulary_size=vocabulary_size, num_layers=num_layers, num_heads=num_heads,
+                    hidden_dim=hidden_dim, intermediate_dim=intermediate_dim,
+                    max_sequence_length=max_sequence_length, num_key_value_heads=num_key_value_heads)
     if head_dim is not None:
         positive["head_dim"] = head_dim
-    for name, value in positive.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-    if head_dim is None and hidden_dim % num_heads:
-        raise ValueError(
-            f"hidden_dim={hidden_dim} is not divisible by num_heads={num_heads}: each head needs "
-            f"hidden_dim / num_heads features (or pass `head_dim`)."
-        )
-    if num_heads % num_key_value_heads:
-        raise ValueError(
-            f"num_key_value_heads={num_key_value_heads} does not divide num_heads={num_heads}: "
-            f"each key/value head serves an equal group of query heads."
-        )
-    if position_embedding not in POSITION_EMBEDDINGS:
-        raise ValueError(
-            f"Unknown position_embedding {position_embedding!r}; use one of {', '.join(POSITION_EMBEDDINGS)}."
-        )
+    check_positive_integers(**positive)
+    check_heads(hidden_dim, num_heads, head_dim, num_key_value_heads)
+    check_choice("position_embedding", position_embedding, POSITION_EMBEDDINGS)
     if position_embedding == "rotary" and (head_dim or hidden_dim // num_heads) % 2:
         raise ValueError("Rotary position embedding needs an even head size.")
-    if normalization not in NORMALIZATIONS:
-        raise ValueError(f"Unknown normalization {normalization!r}; use one of {', '.join(NORMALIZATIONS)}.")
-    if feed_forward not in FEED_FORWARDS:
-        raise ValueError(f"Unknown feed_forward {feed_forward!r}; use one of {', '.join(FEED_FORWARDS)}.")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"`dropout` must be in [0, 1), got {dropout!r}.")
+    check_choice("normalization", normalization, NORMALIZATIONS)
+    check_choice("feed_forward", feed_forward, FEED_FORWARDS)
+    check_dropout(dropout)
 
 
 @keras.saving.register_keras_serializable(package="keras_lm")
-class Decoder(keras.Model):
+class Decoder(Backbone):
     """Causal transformer decoder: token (+ learned position) embeddings, pre-LN blocks, final norm.
 
-    ``token embedding [+ position embedding] -> Dropout -> TransformerDecoderBlock x num_layers ->
-    final norm``. Blocks are named ``transformer_layer_{i}``, the final norm ``final_norm``.
+    ``token embedding [+ position embedding] -> Dropout -> pre-LN causal TransformerBlock x
+    num_layers -> final norm``. Blocks are named ``transformer_layer_{i}``, the final norm ``final_norm``.
 
     Inputs (a dict of ``[batch, length]`` int tensors): ``token_ids`` and ``padding_mask``. The mask
     is 0 for padding and a document number k > 0 for real tokens: attention is allowed iff causal,
@@ -94,7 +70,7 @@ class Decoder(keras.Model):
         layer_norm_epsilon: epsilon of every norm.
         feed_forward: ``"mlp"`` or ``"gated"`` (SwiGLU with ``activation="silu"``).
         activation: feed-forward activation.
-        use_bias: biases on the attention projections (and gated feed-forward).
+        use_bias: biases on the attention and feed-forward projections.
         tie_word_embeddings: share the token embedding with the output projection.
         dropout: dropout rate on embeddings, attention and residual branches.
         dtype: a dtype or ``keras.DTypePolicy``; None uses the global policy.
@@ -131,19 +107,13 @@ class Decoder(keras.Model):
         dtype=None,
         **kwargs,
     ):
-        unexpected = sorted(set(kwargs) - set(_MODEL_KWARGS))
-        if unexpected:
-            raise TypeError(
-                f"{type(self).__name__} got unexpected keyword argument(s) {', '.join(unexpected)}; "
-                f"see the docstring for the accepted arguments."
-            )
+        self._check_kwargs(type(self).__name__, kwargs)
         num_key_value_heads = num_heads if num_key_value_heads is None else num_key_value_heads
         check_decoder_config(vocabulary_size, num_layers, num_heads, hidden_dim, intermediate_dim,
                              max_sequence_length, num_key_value_heads, head_dim, dropout, position_embedding,
                              normalization, feed_forward)
         activation = get_activation(activation)
-        if isinstance(dtype, dict):
-            dtype = keras.dtype_policies.deserialize(dtype)
+        dtype = self._resolve_dtype(dtype)
         initializer = keras.initializers.RandomNormal(stddev=0.02)
 
         # === Layers ===
@@ -158,7 +128,7 @@ class Decoder(keras.Model):
             )
         embeddings_dropout = keras.layers.Dropout(dropout, dtype=dtype, name="embeddings_dropout")
         transformer_layers = [
-            TransformerDecoderBlock(
+            TransformerBlock(
                 num_heads=num_heads,
                 intermediate_dim=intermediate_dim,
                 num_key_value_heads=num_key_value_heads,
@@ -168,6 +138,7 @@ class Decoder(keras.Model):
                 activation=activation,
                 normalization=normalization,
                 layer_norm_epsilon=layer_norm_epsilon,
+                norm_first=True,
                 feed_forward=feed_forward,
                 use_bias=use_bias,
                 kernel_initializer=initializer,
@@ -188,11 +159,10 @@ class Decoder(keras.Model):
             x = x + position_layer(x)
         x = embeddings_dropout(x)
         for block in transformer_layers:
-            x = block(x, padding_mask=inputs["padding_mask"])
+            x = block(x, padding_mask=inputs["padding_mask"], use_causal_mask=True)
         outputs = {"sequence_output": final_norm(x)}
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
-        if dtype is not None:
-            self.dtype_policy = keras.dtype_policies.get(dtype)
+        self._set_dtype_policy(dtype)
 
         # === Untied output projection (outside the graph: the backbone outputs hidden states) ===
         self.lm_head = None
@@ -278,18 +248,15 @@ class Decoder(keras.Model):
         x = self.embeddings_dropout(x, training=training)
         new_cache = []
         for block, layer_cache in zip(self.transformer_layers, cache):
-            x, layer_cache = block(x, padding_mask=padding_mask, cache=layer_cache, cache_index=cache_index,
-                                   training=training)
+            x, layer_cache = block(x, padding_mask=padding_mask, use_causal_mask=True, cache=layer_cache,
+                                   cache_index=cache_index, training=training)
             new_cache.append(layer_cache)
         hidden = self.final_norm(x)
         return self.logits(hidden), hidden, tuple(new_cache)
 
     def get_config(self):
-        # Not chained to Functional.get_config: the graph is rebuilt from these arguments.
         return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+            **self._base_config(),
             "vocabulary_size": self.vocabulary_size,
             "num_layers": self.num_layers,
             "num_heads": self.num_heads,
@@ -308,7 +275,3 @@ class Decoder(keras.Model):
             "tie_word_embeddings": self.tie_word_embeddings,
             "dropout": self.dropout,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)

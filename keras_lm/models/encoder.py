@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import keras
 
-from keras_lm.layers import Pooler, PositionEmbedding, SegmentEmbedding, TransformerEncoderBlock
+from keras_lm.layers import Pooler, PositionEmbedding, SegmentEmbedding, TransformerBlock
 from keras_lm.layers.embeddings import TokenEmbedding
 from keras_lm.layers.utils import get_activation, serialize_activation
+from keras_lm.models.backbone import Backbone, check_dropout, check_heads, check_positive_integers
 
 INPUT_NAMES = ("token_ids", "segment_ids", "padding_mask")
-_MODEL_KWARGS = ("name", "trainable")
 
 
 def truncated_normal(stddev: float = 0.02):
@@ -19,32 +19,18 @@ def truncated_normal(stddev: float = 0.02):
 def check_encoder_config(vocabulary_size, num_layers, num_heads, hidden_dim, intermediate_dim,
                          max_sequence_length, num_segments, dropout) -> None:
     """Raise one clear ValueError for an impossible encoder configuration."""
-    positive = {
-        "vocabulary_size": vocabulary_size,
-        "num_layers": num_layers,
-        "num_heads": num_heads,
-        "hidden_dim": hidden_dim,
-        "intermediate_dim": intermediate_dim,
-        "max_sequence_length": max_sequence_length,
-        "num_segments": num_segments,
-    }
-    for name, value in positive.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-    if hidden_dim % num_heads:
-        raise ValueError(
-            f"hidden_dim={hidden_dim} is not divisible by num_heads={num_heads}: each head needs "
-            f"hidden_dim / num_heads features."
-        )
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"`dropout` must be in [0, 1), got {dropout!r}.")
+    check_positive_integers(vocabulary_size=vocabulary_size, num_layers=num_layers, num_heads=num_heads,
+                            hidden_dim=hidden_dim, intermediate_dim=intermediate_dim,
+                            max_sequence_length=max_sequence_length, num_segments=num_segments)
+    check_heads(hidden_dim, num_heads)
+    check_dropout(dropout)
 
 
 @keras.saving.register_keras_serializable(package="keras_lm")
-class Encoder(keras.Model):
+class Encoder(Backbone):
     """Bidirectional transformer encoder: embeddings, ``num_layers`` blocks and a pooler.
 
-    ``token + position + segment embeddings -> LayerNorm -> Dropout -> TransformerEncoderBlock
+    ``token + position + segment embeddings -> LayerNorm -> Dropout -> TransformerBlock
     x num_layers``; the pooled output is ``tanh(Dense(h[:, 0]))``. Blocks are named
     ``transformer_layer_{i}`` and the pooler ``pooler``, so per-layer outputs are reachable as
     ``encoder.get_layer(f"transformer_layer_{i}").output``.
@@ -94,17 +80,11 @@ class Encoder(keras.Model):
         dtype=None,
         **kwargs,
     ):
-        unexpected = sorted(set(kwargs) - set(_MODEL_KWARGS))
-        if unexpected:
-            raise TypeError(
-                f"{type(self).__name__} got unexpected keyword argument(s) {', '.join(unexpected)}; "
-                f"see the docstring for the accepted arguments."
-            )
+        self._check_kwargs(type(self).__name__, kwargs)
         check_encoder_config(vocabulary_size, num_layers, num_heads, hidden_dim, intermediate_dim,
                              max_sequence_length, num_segments, dropout)
         activation = get_activation(activation)
-        if isinstance(dtype, dict):
-            dtype = keras.dtype_policies.deserialize(dtype)
+        dtype = self._resolve_dtype(dtype)
 
         # === Layers ===
         token_embedding = TokenEmbedding(
@@ -123,7 +103,7 @@ class Encoder(keras.Model):
         )
         embeddings_dropout = keras.layers.Dropout(dropout, dtype=dtype, name="embeddings_dropout")
         transformer_layers = [
-            TransformerEncoderBlock(
+            TransformerBlock(
                 num_heads=num_heads,
                 intermediate_dim=intermediate_dim,
                 dropout=dropout,
@@ -147,8 +127,7 @@ class Encoder(keras.Model):
             x = block(x, padding_mask=inputs["padding_mask"])
         outputs = {"sequence_output": x, "pooled_output": pooler(x)}
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
-        if dtype is not None:
-            self.dtype_policy = keras.dtype_policies.get(dtype)
+        self._set_dtype_policy(dtype)
 
         # === Attributes ===
         self.token_embedding = token_embedding
@@ -169,11 +148,8 @@ class Encoder(keras.Model):
         self.norm_first = norm_first
 
     def get_config(self):
-        # Not chained to Functional.get_config: the graph is rebuilt from these arguments.
         return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+            **self._base_config(),
             "vocabulary_size": self.vocabulary_size,
             "num_layers": self.num_layers,
             "num_heads": self.num_heads,
@@ -186,7 +162,3 @@ class Encoder(keras.Model):
             "layer_norm_epsilon": self.layer_norm_epsilon,
             "norm_first": self.norm_first,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)

@@ -49,7 +49,7 @@ def test_every_ported_weight_matters():
     data = padded_inputs()
     reference = np.asarray(bert(data)["sequence_output"])
     layer = bert.transformer_layers[1]
-    for weight in (layer.self_attention.qkv_dense.bias, layer.feed_forward_layer_norm.beta):
+    for weight in (layer.self_attention.qkv_dense.bias, layer.feed_forward_norm.beta):
         original = np.asarray(weight)
         weight.assign(original + 0.1)
         assert np.abs(np.asarray(bert(data)["sequence_output"]) - reference).max() > 1e-3

@@ -58,3 +58,27 @@ def test_mixed_bfloat16_computes_in_bf16():
                                    atol=2**-6 * np.abs(expected).max(), rtol=0)
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_gated_feed_forward_is_swiglu():
+    x = np.random.default_rng(2).normal(size=(2, 4, 8)).astype("float32")
+    layer = FeedForward(intermediate_dim=16, gated=True, activation="silu", use_bias=False)
+    out = np.asarray(layer(x))
+    kernel = np.asarray(layer.gate_up_dense.kernel)
+    gate, up = x @ kernel[:, :16], x @ kernel[:, 16:]
+    silu = gate / (1 + np.exp(-gate))
+    np.testing.assert_allclose(out, (silu * up) @ np.asarray(layer.output_dense.kernel), atol=1e-5)
+    assert len(layer.weights) == 2  # use_bias=False: no biases
+
+
+def test_gated_feed_forward_with_biases_and_gelu_matches_numpy():
+    x = np.random.default_rng(3).normal(size=(2, 4, 8)).astype("float32")
+    layer = FeedForward(intermediate_dim=16, gated=True, activation="gelu_approximate", bias_initializer="random_normal")
+    out = np.asarray(layer(x))
+    kernel, bias = (np.asarray(w) for w in layer.gate_up_dense.weights)
+    gate_up = x @ kernel + bias
+    k2, b2 = (np.asarray(w) for w in layer.output_dense.weights)
+    expected = (numpy_gelu(gate_up[..., :16], approximate=True) * gate_up[..., 16:]) @ k2 + b2
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    config = layer.get_config()
+    assert config["gated"] and FeedForward.from_config(config).get_config() == config

@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_lm.layers import GatedFeedForward, RMSNorm, RotaryEmbedding, TransformerDecoderBlock, rotary_angles
+from keras_lm.layers import RMSNorm, RotaryEmbedding, rotary_angles
 
 
 def test_rms_norm_matches_numpy_and_keeps_statistics_in_float32():
@@ -48,51 +48,10 @@ def test_rotary_needs_even_head_dim():
         RotaryEmbedding()(np.zeros((1, 1, 2, 5), "float32"))
 
 
-def test_gated_feed_forward_is_swiglu():
-    x = np.random.default_rng(2).normal(size=(2, 4, 8)).astype("float32")
-    layer = GatedFeedForward(intermediate_dim=16)
-    out = np.asarray(layer(x))
-    kernel = np.asarray(layer.gate_up_dense.kernel)
-    gate, up = x @ kernel[:, :16], x @ kernel[:, 16:]
-    silu = gate / (1 + np.exp(-gate))
-    np.testing.assert_allclose(out, (silu * up) @ np.asarray(layer.output_dense.kernel), atol=1e-5)
-    assert len(layer.weights) == 2  # no biases by default
-
-
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        {},
-        {"normalization": "rms_norm", "feed_forward": "gated", "activation": "silu", "use_bias": False,
-         "num_key_value_heads": 1, "rope_max_wavelength": 10000.0},
-    ],
-)
-def test_decoder_block_is_pre_ln_and_round_trips(kwargs):
-    block = TransformerDecoderBlock(num_heads=2, intermediate_dim=16, **kwargs)
-    x = np.random.default_rng(3).normal(size=(2, 5, 8)).astype("float32")
-    out = np.asarray(block(x))
-    h = x + np.asarray(block.self_attention(block.self_attention_norm(x)))
-    expected = h + np.asarray(block.feed_forward(block.feed_forward_norm(h)))
-    np.testing.assert_allclose(out, expected, atol=1e-5)
-    config = block.get_config()
-    assert TransformerDecoderBlock.from_config(config).get_config() == config
-    cache = np.zeros(block.self_attention.cache_shape(2, 8), "float32")
-    first, cache = block(x[:, :3], cache=cache, cache_index=0)
-    rest, _ = block(x[:, 3:], cache=cache, cache_index=3)
-    np.testing.assert_allclose(np.concatenate([first, rest], 1), out, atol=1e-5)
-
-
-def test_decoder_block_rejects_unknown_choices():
-    with pytest.raises(ValueError, match="normalization"):
-        TransformerDecoderBlock(num_heads=2, intermediate_dim=8, normalization="batch_norm")
-    with pytest.raises(ValueError, match="feed_forward"):
-        TransformerDecoderBlock(num_heads=2, intermediate_dim=8, feed_forward="moe")
-
-
 @pytest.mark.parametrize(
     "module_name",
-    ["keras_lm.layers.normalization", "keras_lm.layers.rotary", "keras_lm.layers.gated_feed_forward",
-     "keras_lm.layers.decoder_block"],
+    ["keras_lm.layers.normalization", "keras_lm.layers.rotary", "keras_lm.layers.feed_forward",
+     "keras_lm.layers.transformer_block", "keras_lm.models.legacy"],
 )
 def test_docstring_examples(module_name):
     result = doctest.testmod(importlib.import_module(module_name), optionflags=doctest.ELLIPSIS)
