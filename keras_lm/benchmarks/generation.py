@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 
 import keras
 import numpy as np
+
+from keras_lm.benchmarks.timing import interleaved_rounds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,7 +28,7 @@ class GenerationConfig:
     prompt_length: int = 32
     new_tokens: int = 128
     batch_sizes: tuple = (1, 8)
-    repeats: int = 3
+    rounds: int = 5
 
     @property
     def label(self) -> str:
@@ -36,20 +37,11 @@ class GenerationConfig:
 
 
 QUICK = GenerationConfig(num_layers=2, hidden_dim=64, num_heads=2, vocabulary_size=1000,
-                         prompt_length=8, new_tokens=16, repeats=1)
+                         prompt_length=8, new_tokens=16, rounds=2)
 
 
-def _best_seconds(function, repeats: int) -> float:
-    function()  # compile / warm up
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def _torch_tokens_per_second(config: GenerationConfig, prompts: np.ndarray) -> float | None:
+def _torch_generator(config: GenerationConfig):
+    """A function prompts -> greedy HF transformers `GPT2LMHeadModel` generation (None without torch)."""
     try:
         import torch
         import transformers
@@ -59,16 +51,17 @@ def _torch_tokens_per_second(config: GenerationConfig, prompts: np.ndarray) -> f
     torch.set_num_threads(os.cpu_count() or 1)
     model = transformers.GPT2LMHeadModel(transformers.GPT2Config(
         vocab_size=config.vocabulary_size, n_embd=config.hidden_dim, n_layer=config.num_layers,
-        n_head=config.num_heads, n_positions=1024)).eval()
-    ids = torch.from_numpy(prompts.astype("int64"))
+        n_head=config.num_heads, n_positions=1024, bos_token_id=config.vocabulary_size - 1,
+        eos_token_id=config.vocabulary_size - 1)).eval()
 
-    def run():
+    def generate(prompts: np.ndarray):
+        ids = torch.from_numpy(prompts.astype("int64"))
         with torch.no_grad():
-            model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                           max_new_tokens=config.new_tokens, min_new_tokens=config.new_tokens,
-                           pad_token_id=0)
+            return model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                  max_new_tokens=config.new_tokens, min_new_tokens=config.new_tokens,
+                                  pad_token_id=0)
 
-    return prompts.shape[0] * config.new_tokens / _best_seconds(run, config.repeats)
+    return generate
 
 
 def randomize_weights(backbone, seed: int = 0, std: float = 0.2) -> None:
@@ -99,6 +92,9 @@ def random_gpt2_backbone(config: GenerationConfig, seed: int = 0):
 def generation_throughput(config: GenerationConfig, log, hub_backbone=None, include_torch: bool = True) -> dict:
     """Greedy tokens/s of keras_lm and keras-hub (and HF torch) plus whether their tokens agree.
 
+    Per batch size, the systems are warmed up (their first call also gives the tokens compared) and
+    then timed in `config.rounds` interleaved rounds of one `generate` call each (best round counts).
+
     Args:
         config: the model shape and the prompt/batch sizes.
         log: a ``print``-like progress function.
@@ -116,8 +112,12 @@ def generation_throughput(config: GenerationConfig, log, hub_backbone=None, incl
     hub = keras_hub.models.GPT2CausalLM(backbone=hub_backbone, preprocessor=None)
     hub.compile(sampler="greedy")
     ours = keras_lm.tasks.CausalLM(keras_lm.applications.Gpt2.from_keras_hub(hub_backbone))
+    torch_generate = None
+    if include_torch:
+        log("(f) building HF transformers torch GPT2LMHeadModel (when installed)")
+        torch_generate = _torch_generator(config)
     rng = np.random.default_rng(0)
-    results = {"config": config.label, "batches": {}}
+    results = {"config": config.label, "rounds": config.rounds, "batches": {}}
     for batch in config.batch_sizes:
         prompts = rng.integers(1, config.vocabulary_size, (batch, config.prompt_length)).astype("int32")
         total = config.prompt_length + config.new_tokens
@@ -125,31 +125,30 @@ def generation_throughput(config: GenerationConfig, log, hub_backbone=None, incl
             "token_ids": np.pad(prompts, ((0, 0), (0, config.new_tokens))),
             "padding_mask": np.arange(total)[None, :].repeat(batch, 0) < config.prompt_length,
         }
-        log(f"(f) generation, batch {batch}: keras_lm")
-        ours_out = {}
-
-        def run_ours():
-            ours_out["ids"] = ours.generate(prompts, max_new_tokens=config.new_tokens)
-
-        ours_seconds = _best_seconds(run_ours, config.repeats)
-        log(f"(f) generation, batch {batch}: keras-hub")
-        hub_out = {}
-
-        def run_hub():
-            hub_out["ids"] = hub.generate(hub_inputs, stop_token_ids=None)
-
-        hub_seconds = _best_seconds(run_hub, config.repeats)
-        same = bool(np.array_equal(np.asarray(ours_out["ids"])[:, :total],
-                                   np.asarray(hub_out["ids"]["token_ids"])))
-        torch_rate = None
-        if include_torch:
-            log(f"(f) generation, batch {batch}: HF torch (when installed)")
-            torch_rate = _torch_tokens_per_second(config, prompts)
+        outputs = {}
+        systems = {
+            "keras_lm": lambda: outputs.__setitem__("keras_lm", ours.generate(
+                prompts, max_new_tokens=config.new_tokens)),
+            "keras_hub": lambda: outputs.__setitem__("keras_hub", hub.generate(
+                hub_inputs, stop_token_ids=None)),
+        }
+        if torch_generate is not None:
+            systems["hf_torch"] = lambda: torch_generate(prompts)
+        log(f"(f) generation, batch {batch}: warm-up, then {config.rounds} interleaved rounds")
+        rounds = interleaved_rounds(systems, config.rounds,
+                                    log=lambda message: log(f"(f) batch {batch}, {message}"))
+        same = bool(np.array_equal(np.asarray(outputs["keras_lm"])[:, :total],
+                                   np.asarray(outputs["keras_hub"]["token_ids"])))
         new = batch * config.new_tokens
+
+        def rate(name, key="best_seconds"):
+            return new / rounds[name][key] if name in rounds else None
+
         results["batches"][str(batch)] = {
-            "keras_lm_tokens_per_second": new / ours_seconds,
-            "keras_hub_tokens_per_second": new / hub_seconds,
-            "hf_torch_tokens_per_second": torch_rate,
+            "keras_lm_tokens_per_second": rate("keras_lm"),
+            "keras_hub_tokens_per_second": rate("keras_hub"),
+            "hf_torch_tokens_per_second": rate("hf_torch"),
+            "median_tokens_per_second": {name: rate(name, "median_seconds") for name in rounds},
             "same_tokens_as_keras_hub": same,
         }
     return results

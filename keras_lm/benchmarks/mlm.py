@@ -3,23 +3,25 @@
 Sections (a) step throughput on a fixed in-memory batch, (b) real non-padding tokens/s on Shakespeare
 (keras_lm's packed rows vs keras-hub's one-line-per-example padded rows), (c) achieved model FLOP/s as a
 fraction of the machine's measured matmul peak and (e) input-pipeline throughput vs model consumption.
+In (a)/(c) and (b) every compared system is built and traced first, then all are timed in interleaved
+rounds (`timing.interleaved_rounds`); the matmul peak is two more systems of the same rounds.
+
+Example:
+    >>> results = step_throughput(QUICK, print)  # doctest: +SKIP
+    >>> results["runs"]["keras_lm/float32"]["fraction_of_peak"]  # doctest: +SKIP
 """
 from __future__ import annotations
 
 import dataclasses
 import os
 import time
+from typing import Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_lm.benchmarks.timing import (
-    dtype_policy,
-    fit_dataset_seconds_per_step,
-    fit_seconds_per_step,
-    matmul_peak_gflops,
-)
+from keras_lm.benchmarks.timing import dtype_policy, interleaved_rounds, matmul_round, train_steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +37,9 @@ class MlmConfig:
     batch_size: int = 32
     max_predictions: int = 20
     warmup_steps: int = 3
-    timed_steps: int = 20
+    timed_steps: int = 5  # per round
+    rounds: int = 5
+    matmul_count: int = 10  # matmuls per round of the peak measurement
 
     @property
     def label(self) -> str:
@@ -43,9 +47,9 @@ class MlmConfig:
                 f"{self.vocabulary_size}, seq {self.sequence_length}, batch {self.batch_size}")
 
 
-QUICK = MlmConfig(num_layers=2, hidden_dim=128, num_heads=2, intermediate_dim=512,
-                  vocabulary_size=2000, sequence_length=64, batch_size=8, max_predictions=10,
-                  warmup_steps=2, timed_steps=3)
+QUICK = MlmConfig(num_layers=1, hidden_dim=64, num_heads=2, intermediate_dim=128,
+                  vocabulary_size=1000, sequence_length=32, batch_size=4, max_predictions=4,
+                  warmup_steps=2, timed_steps=2, rounds=2, matmul_count=3)
 
 
 def training_flops_per_token(config: MlmConfig) -> float:
@@ -108,8 +112,8 @@ def _keras_hub_batch(batch):
     return _features(batch), batch["mask_ids"], batch["mask_weights"]
 
 
-def torch_seconds_per_step(config: MlmConfig, batch: dict) -> float | None:
-    """HF transformers `BertForMaskedLM` train step in torch (None when torch is not installed)."""
+def torch_train_steps(config: MlmConfig, batch: dict, steps: int) -> Callable[[], None] | None:
+    """N train steps of HF transformers `BertForMaskedLM` in torch, warmed up (None without torch)."""
     try:
         import torch
         import transformers
@@ -141,43 +145,68 @@ def torch_seconds_per_step(config: MlmConfig, batch: dict) -> float | None:
 
     for _ in range(config.warmup_steps):
         step()
-    start = time.perf_counter()
-    for _ in range(config.timed_steps):
-        step()
-    return (time.perf_counter() - start) / config.timed_steps
+
+    def run():
+        for _ in range(steps):
+            step()
+
+    return run
 
 
-def step_throughput(config: MlmConfig, log) -> dict:
-    """(a) + (c): tokens/s of one MLM train step per library and precision, and fraction of peak."""
+MLM_SYSTEMS = tuple(f"{library}/{policy}" for policy in ("float32", "mixed_bfloat16")
+                    for library in ("keras_lm", "keras_hub"))
+
+
+def step_throughput(config: MlmConfig, log, include_torch: bool = True) -> dict:
+    """(a) + (c): MLM train tokens/s per library and precision, the matmul peak, fraction of peak.
+
+    keras_lm and keras-hub in float32 and mixed_bfloat16 (and HF torch in float32), plus a float32 and a
+    bfloat16 matmul, are built first and then timed in interleaved rounds (see `interleaved_rounds`);
+    every figure is a system's best round, its median kept beside it.
+    """
     batch = synthetic_batch(config)
     tokens = config.batch_size * config.sequence_length
     flops = training_flops_per_token(config)
-    results = {"config": config.label, "flops_per_token": flops, "runs": {}}
-    for policy in ("float32", "mixed_bfloat16"):
-        for library, build, as_batch in (("keras_lm", keras_lm_model, _keras_lm_batch),
-                                         ("keras_hub", keras_hub_model, _keras_hub_batch)):
-            log(f"(a) {library} masked LM, {policy}")
-            keras.utils.set_random_seed(0)
-            with dtype_policy(policy):
-                model = build(config)
-            seconds = fit_seconds_per_step(model, as_batch(batch), config.warmup_steps, config.timed_steps)
-            results["runs"][f"{library}/{policy}"] = {"seconds_per_step": seconds,
-                                                      "tokens_per_second": tokens / seconds}
-            keras.backend.clear_session()
-    log("(a) HF transformers torch BertForMaskedLM, float32 (when installed)")
-    seconds = torch_seconds_per_step(config, batch)
-    if seconds is not None:
-        results["runs"]["hf_torch/float32"] = {"seconds_per_step": seconds,
-                                               "tokens_per_second": tokens / seconds}
-    log("(c) measuring the matmul peak of this machine")
+    builders = {"keras_lm": (keras_lm_model, _keras_lm_batch), "keras_hub": (keras_hub_model, _keras_hub_batch)}
+    systems = {}
+    for name in MLM_SYSTEMS:
+        library, policy = name.split("/")
+        build, as_batch = builders[library]
+        log(f"(a) building and tracing {library} masked LM, {policy}")
+        keras.utils.set_random_seed(0)
+        with dtype_policy(policy):
+            model = build(config)
+        systems[name] = train_steps(model, as_batch(batch), config.timed_steps, config.warmup_steps)
+    if include_torch:
+        log("(a) building HF transformers torch BertForMaskedLM, float32 (when installed)")
+        torch_run = torch_train_steps(config, batch, config.timed_steps)
+        if torch_run is not None:
+            systems["hf_torch/float32"] = torch_run
     size = 2048 if config.hidden_dim >= 256 else 512
-    results["peak_gflops"] = {p: matmul_peak_gflops(p, size) for p in ("float32", "bfloat16")}
-    for name, run in results["runs"].items():
-        if name.startswith("hf_torch"):
+    matmul_flops = {}
+    for dtype in ("float32", "bfloat16"):
+        systems[f"matmul/{dtype}"], matmul_flops[dtype] = matmul_round(dtype, size, config.matmul_count)
+    log(f"(a)/(c) {config.rounds} interleaved rounds of {config.timed_steps} steps (matmuls: "
+        f"{config.matmul_count} x {size}^2) each")
+    rounds = interleaved_rounds(systems, config.rounds, log=lambda message: log(f"(a) {message}"))
+    results = {"config": config.label, "flops_per_token": flops, "rounds": config.rounds,
+               "steps_per_round": config.timed_steps, "runs": {}, "peak_gflops": {}, "peak_median_gflops": {}}
+    for dtype in ("float32", "bfloat16"):
+        timing = rounds[f"matmul/{dtype}"]
+        results["peak_gflops"][dtype] = matmul_flops[dtype] / timing["best_seconds"] / 1e9
+        results["peak_median_gflops"][dtype] = matmul_flops[dtype] / timing["median_seconds"] / 1e9
+    for name, timing in rounds.items():
+        if name.startswith("matmul/"):
             continue
-        peak = results["peak_gflops"]["bfloat16" if "bfloat16" in name else "float32"]
-        run["model_gflops"] = run["tokens_per_second"] * flops / 1e9
-        run["fraction_of_peak"] = run["model_gflops"] / peak
+        best = timing["best_seconds"] / config.timed_steps
+        median = timing["median_seconds"] / config.timed_steps
+        run = {"seconds_per_step": best, "median_seconds_per_step": median,
+               "tokens_per_second": tokens / best, "median_tokens_per_second": tokens / median}
+        if not name.startswith("hf_torch"):
+            peak = results["peak_gflops"]["bfloat16" if "bfloat16" in name else "float32"]
+            run["model_gflops"] = run["tokens_per_second"] * flops / 1e9
+            run["fraction_of_peak"] = run["model_gflops"] / peak
+        results["runs"][name] = run
     return results
 
 
@@ -225,21 +254,23 @@ def packed_vs_padded(config: MlmConfig, log, vocabulary_size: int = 8000) -> dic
     log("(b) non-padding fraction of each pipeline")
     fractions = {"keras_lm_packed": _padding_fraction(packed, 50, lambda e: e[0]),
                  "keras_hub_padded": _padding_fraction(padded, 50, lambda e: e[0])}
-    log("(b) keras_lm masked LM on packed Shakespeare rows")
-    ours_step = fit_dataset_seconds_per_step(ours, packed, config.warmup_steps, config.timed_steps)
-    keras.backend.clear_session()
-    log("(b) keras-hub BertMaskedLM on padded Shakespeare lines")
+    log("(b) building and tracing keras-hub BertMaskedLM on padded Shakespeare lines")
     keras.utils.set_random_seed(0)
     hub = keras_hub_model(config, len(vocabulary))
-    hub_step = fit_dataset_seconds_per_step(hub, padded, config.warmup_steps, config.timed_steps)
-    keras.backend.clear_session()
-    results = {
-        "non_padding_fraction": fractions,
-        "keras_lm_packed": {"seconds_per_step": ours_step,
-                            "real_tokens_per_second": batch_size * length * fractions["keras_lm_packed"] / ours_step},
-        "keras_hub_padded": {"seconds_per_step": hub_step,
-                             "real_tokens_per_second": batch_size * length * fractions["keras_hub_padded"] / hub_step},
-    }
+    systems = {"keras_hub_padded": train_steps(hub, padded, config.timed_steps, config.warmup_steps)}
+    log("(b) tracing keras_lm masked LM on packed Shakespeare rows")
+    systems["keras_lm_packed"] = train_steps(ours, packed, config.timed_steps, config.warmup_steps)
+    log(f"(b) {config.rounds} interleaved rounds of {config.timed_steps} steps each")
+    rounds = interleaved_rounds(systems, config.rounds, log=lambda message: log(f"(b) {message}"))
+    results = {"non_padding_fraction": fractions, "rounds": config.rounds,
+               "steps_per_round": config.timed_steps, "vocabulary_size": len(vocabulary),
+               "config": dataclasses.replace(config, vocabulary_size=len(vocabulary)).label}
+    for name, timing in rounds.items():
+        best = timing["best_seconds"] / config.timed_steps
+        median = timing["median_seconds"] / config.timed_steps
+        results[name] = {"seconds_per_step": best, "median_seconds_per_step": median,
+                         "real_tokens_per_second": batch_size * length * fractions[name] / best}
+    ours_step = results["keras_lm_packed"]["seconds_per_step"]
 
     log("(e) input pipeline alone: one epoch of tokenize + pack + mask, nothing cached")
     epoch = ours.dataset(corpus, preprocessor, batch_size=batch_size, seed=1, cache=False)
