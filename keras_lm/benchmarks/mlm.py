@@ -82,12 +82,13 @@ def _features(batch: dict) -> dict:
 def keras_lm_model(config: MlmConfig, vocabulary_size: int | None = None) -> keras.Model:
     from keras_lm.applications import Bert
     from keras_lm.pretraining import MaskedLM
+    from keras_lm.training import AdamW
 
     backbone = Bert(None, vocabulary_size=vocabulary_size or config.vocabulary_size,
                     num_layers=config.num_layers, hidden_dim=config.hidden_dim,
                     num_heads=config.num_heads, intermediate_dim=config.intermediate_dim)
     model = MaskedLM(backbone, max_predictions=config.max_predictions)
-    model.compile(optimizer=keras.optimizers.AdamW(1e-4))
+    model.compile(optimizer=AdamW(1e-4))  # keras_lm's AdamW (fused update); keras-hub's gets Keras'
     return model
 
 

@@ -310,7 +310,8 @@ class MultiHeadAttention(keras.layers.Layer):
                 bias_batch = ops.shape(bias)[0]
                 scores = scores + ops.reshape(bias, (bias_batch, self.num_key_value_heads, groups, length, key_length))
             if allowed is not None:
-                scores = ops.where(allowed[:, :, None, :, :], scores, _MASKED_SCORE)
+                # Added rather than selected: the gradient of an addition is free, a select's is not.
+                scores = scores + ops.where(allowed, 0.0, _MASKED_SCORE)[:, :, None, :, :]
             scores = ops.reshape(scores, (batch, self.num_key_value_heads, groups * length, key_length))
         probabilities = ops.cast(ops.softmax(scores, axis=-1), self.compute_dtype)
         probabilities = self.attention_dropout(probabilities, training=training)

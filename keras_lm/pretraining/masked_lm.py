@@ -6,6 +6,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_lm.layers import MaskedLMHead
+from keras_lm.training.optimizers import AdamW
 from keras_lm.pretraining import datasets
 from keras_lm.pretraining.masking import MaskedLMMasker
 
@@ -157,8 +158,8 @@ class MaskedLM(keras.Model):
     def compile(self, optimizer="auto", loss=None, **kwargs):
         """Like ``keras.Model.compile``; the loss is built in, so ``loss`` must stay None.
 
-        ``optimizer="auto"`` is AdamW (lr 1e-4, weight decay 0.01 except biases and LayerNorm,
-        global norm clipping at 1.0).
+        ``optimizer="auto"`` is ``keras_lm.training.AdamW`` (Keras' AdamW with a fused update; lr
+        1e-4, weight decay 0.01 except biases and LayerNorm, global norm clipping at 1.0).
         """
         if loss is not None:
             raise ValueError(
@@ -167,9 +168,7 @@ class MaskedLM(keras.Model):
                 "`compute_loss`."
             )
         if optimizer == "auto":
-            optimizer = keras.optimizers.AdamW(
-                learning_rate=1e-4, weight_decay=0.01, epsilon=1e-6, global_clipnorm=1.0
-            )
+            optimizer = AdamW(learning_rate=1e-4, weight_decay=0.01, epsilon=1e-6, global_clipnorm=1.0)
             optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
         super().compile(optimizer=optimizer, **kwargs)
 

@@ -10,7 +10,10 @@ NO_DECAY_NAMES = ("bias", "gamma", "beta", "layer_norm", "layernorm")
 
 @keras.saving.register_keras_serializable(package="keras_lm")
 class AdamW(keras.optimizers.AdamW):
-    """Keras AdamW whose sparse gradients (embedding lookups) are summed per row before the update.
+    """Keras AdamW with a fused update, whose sparse gradients are summed per row before the update.
+
+    Dense gradients update each variable with TensorFlow's fused Adam kernel (one pass over the
+    variable and its two moments instead of about ten elementwise ops); the numbers are Keras'.
 
     Keras 3.15's Adam squares an ``IndexedSlices`` gradient entry by entry, so a token that appears
     ``k`` times in a batch adds the sum of ``k`` squares to the second moment instead of the square
@@ -22,6 +25,29 @@ class AdamW(keras.optimizers.AdamW):
     step (``iterations``, updates applied) rather than at Keras' micro-step counter, so ``warmup``
     and ``total`` count updates whether or not gradients are accumulated.
     """
+
+    def update_step(self, gradient, variable, learning_rate):
+        if not _fusable(self, gradient, variable):
+            return super().update_step(gradient, variable, learning_rate)
+        # One fused kernel per variable (TensorFlow's ApplyAdam: the same formula as Keras' Adam,
+        # alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)) instead of about ten elementwise passes.
+        dtype = variable.dtype
+        step = tf.cast(self.iterations + 1, dtype)
+        beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+        index = self._get_variable_index(variable)
+        return tf.raw_ops.ResourceApplyAdam(
+            var=variable.handle,
+            m=_handle(self._momentums[index]),
+            v=_handle(self._velocities[index]),
+            beta1_power=tf.pow(beta_1, step),
+            beta2_power=tf.pow(beta_2, step),
+            lr=tf.cast(learning_rate, dtype),
+            beta1=beta_1,
+            beta2=beta_2,
+            epsilon=tf.cast(self.epsilon, dtype),
+            grad=tf.cast(gradient, dtype),
+            use_locking=False,
+        )
 
     def apply(self, grads, trainable_variables=None):
         return super().apply([_sum_duplicate_rows(g) for g in grads], trainable_variables)
@@ -36,6 +62,16 @@ class AdamW(keras.optimizers.AdamW):
         if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
             return schedule(self.iterations)
         return super()._get_current_learning_rate()
+
+
+def _handle(variable):
+    return (variable.value if isinstance(variable, keras.Variable) else variable).handle
+
+
+def _fusable(optimizer, gradient, variable) -> bool:
+    """True where TensorFlow's fused Adam kernel computes exactly Keras' update."""
+    return (keras.backend.backend() == "tensorflow" and not optimizer.amsgrad
+            and not isinstance(gradient, tf.IndexedSlices) and hasattr(variable, "handle"))
 
 
 def _sum_duplicate_rows(gradient):

@@ -2,7 +2,9 @@ import keras
 import numpy as np
 import pytest
 
-from keras_lm.training import WarmupLinearDecay, adamw
+import tensorflow as tf
+
+from keras_lm.training import AdamW, WarmupLinearDecay, adamw
 
 
 def test_warmup_linear_decay_values():
@@ -40,6 +42,34 @@ def test_adamw_decays_kernels_but_not_biases_or_layer_norms():
     np.testing.assert_allclose(dense.bias.numpy(), 2.0)
     np.testing.assert_allclose(norm.gamma.numpy(), 2.0)
     np.testing.assert_allclose(norm.beta.numpy(), 2.0)
+
+
+def _trained_weights(optimizer, steps=5):
+    """A small model's weights after `steps` updates from fixed random gradients (dense and sparse)."""
+    keras.utils.set_random_seed(0)
+    embedding = keras.layers.Embedding(10, 4)
+    dense = keras.layers.Dense(3)
+    model = keras.Sequential([keras.Input((2,), dtype="int32"), embedding, dense])
+    rng = np.random.default_rng(1)
+    for step in range(steps):
+        gradients = [tf.IndexedSlices(tf.constant(rng.normal(size=(3, 4)), tf.float32), tf.constant([1, 7, 1]),
+                                      tf.constant([10, 4]))]
+        gradients += [tf.constant(rng.normal(size=v.shape), tf.float32) for v in model.trainable_variables[1:]]
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+    return [v.numpy() for v in model.trainable_variables], optimizer
+
+
+def test_fused_adamw_update_equals_keras_adamw():
+    kwargs = dict(learning_rate=0.05, weight_decay=0.1, beta_1=0.8, beta_2=0.95, epsilon=1e-6)
+    fused, optimizer = _trained_weights(AdamW(**kwargs))
+    reference, _ = _trained_weights(keras.optimizers.AdamW(**kwargs))
+    for got, want in zip(fused[1:], reference[1:]):  # dense variables: the fused kernel
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    one_step_fewer, _ = _trained_weights(keras.optimizers.AdamW(**kwargs), steps=4)
+    assert np.abs(fused[1] - one_step_fewer[1]).max() > 1e-3  # the tolerance sees a single update
+    graph = tf.function(lambda: optimizer.apply_gradients(
+        zip([tf.ones((3, 4)), tf.ones(3)], optimizer._trainable_variables[1:]))).get_concrete_function().graph
+    assert [op.type for op in graph.get_operations()].count("ResourceApplyAdam") == 2
 
 
 def test_adamw_rejects_non_positive_rate():
