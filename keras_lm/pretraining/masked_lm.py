@@ -7,6 +7,7 @@ from keras import ops
 
 from keras_lm.layers import MaskedLMHead
 from keras_lm.training.optimizers import AdamW
+from keras_lm.training.saving import RecompiledOnLoad
 from keras_lm.pretraining import datasets
 from keras_lm.pretraining.masking import MaskedLMMasker
 
@@ -15,7 +16,7 @@ ENCODER_INPUTS = ("token_ids", "segment_ids", "padding_mask")
 
 
 @keras.saving.register_keras_serializable(package="keras_lm")
-class MaskedLM(keras.Model):
+class MaskedLM(RecompiledOnLoad, keras.Model):
     """Masked-language-model pretraining of an encoder backbone (single segments, no NSP).
 
     Inputs: a dict of ``[B, T]`` ``token_ids``, ``segment_ids``, ``padding_mask`` and ``[B, P]``
@@ -171,13 +172,6 @@ class MaskedLM(keras.Model):
             optimizer = AdamW(learning_rate=1e-4, weight_decay=0.01, epsilon=1e-6, global_clipnorm=1.0)
             optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
         super().compile(optimizer=optimizer, **kwargs)
-
-    def compile_from_config(self, config):
-        """Recompiles a reloaded model (``.keras`` files keep the optimizer and its state)."""
-        config = keras.saving.deserialize_keras_object(config)
-        self.compile(**config)
-        if self.optimizer is not None and self.built:
-            self.optimizer.build(self.trainable_variables)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         losses = self._objective_losses(y, y_pred, sample_weight)

@@ -7,6 +7,8 @@ preprocessor over the data inside the tf.data pipeline, batched, before the mode
 import keras
 import tensorflow as tf
 
+from keras_lm.training.saving import RecompiledOnLoad
+
 DEFAULT_BATCH_SIZE = 32
 
 
@@ -62,7 +64,7 @@ def _is_text(x) -> bool:
     return dtype is not None and (dtype == tf.string or getattr(dtype, "kind", "") in "OSU")
 
 
-class Task(keras.Model):
+class Task(RecompiledOnLoad, keras.Model):
     """A keras.Model whose data can be raw text when a `preprocessor` is attached."""
 
     def _base_config(self) -> dict:

@@ -1,5 +1,6 @@
 """Classifier: fine-tuning from a reloaded SavedModel, a backbone or a .keras file."""
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -78,11 +79,19 @@ def test_fit_accepts_a_text_dataset_and_keras_round_trip(parts, movie_sentences,
     classifier.fit(dataset, epochs=1, verbose=0)
     path = str(tmp_path / "classifier.keras")
     classifier.save(path)
-    restored = keras.saving.load_model(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. Keras' "compile() was not called as part of model loading"
+        restored = keras.saving.load_model(path)
     assert isinstance(restored, Classifier)
     np.testing.assert_allclose(
         restored.predict(texts[:8], verbose=0), classifier.predict(texts[:8], verbose=0), atol=1e-6
     )
+    # It comes back compiled, with the optimizer's state: evaluate and fit need no compile call.
+    assert restored.compiled and int(restored.optimizer.iterations) == int(classifier.optimizer.iterations) > 0
+    expected = classifier.evaluate(texts[:32], labels[:32], verbose=0, return_dict=True)
+    got = restored.evaluate(texts[:32], labels[:32], verbose=0, return_dict=True)
+    assert got.keys() == expected.keys() and abs(got["accuracy"] - expected["accuracy"]) < 1e-6
+    restored.fit(texts[:32], labels[:32], epochs=1, verbose=0)
 
 
 def test_fine_tuned_saved_model_classifier_keras_round_trip(exported, movie_sentences, tmp_path):
