@@ -3,6 +3,7 @@ from keras_lm.applications.bert import BERT_SIZES, Bert, count_bert_parameters
 from keras_lm.applications.checkpoint_hf import CheckpointError, CheckpointNotFoundError
 from keras_lm.applications.gpt2 import GPT2_SIZES, Gpt2
 from keras_lm.applications.llama import LLAMA_SIZES, Llama
+from keras_lm.applications.t5 import T5, T5_SIZES
 
 __all__ = [
     "BERT_SIZES",
@@ -13,5 +14,7 @@ __all__ = [
     "Gpt2",
     "LLAMA_SIZES",
     "Llama",
+    "T5",
+    "T5_SIZES",
     "count_bert_parameters",
 ]

@@ -12,6 +12,7 @@ from keras_lm.layers.feed_forward import FeedForward
 from keras_lm.layers.heads import MaskedLMHead, NextSentenceHead, Pooler
 from keras_lm.layers.normalization import RMSNorm
 from keras_lm.layers.pooling import POOLINGS, SentencePooling
+from keras_lm.layers.relative_position import RelativePositionBias, relative_position_bucket
 from keras_lm.layers.rotary import RotaryEmbedding, rotary_angles
 from keras_lm.layers.transformer_block import FEED_FORWARDS, NORMALIZATIONS, TransformerBlock
 from keras_lm.layers.utils import gelu_approximate
@@ -21,6 +22,8 @@ __all__ = [
     "IMPLEMENTATIONS",
     "NORMALIZATIONS",
     "RMSNorm",
+    "RelativePositionBias",
+    "relative_position_bucket",
     "RotaryEmbedding",
     "TransformerBlock",
     "attention_allowed",
