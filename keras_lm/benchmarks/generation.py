@@ -5,6 +5,10 @@ stop tokens, and must produce the same tokens; HF transformers `GPT2LMHeadModel.
 too when installed (its own random weights: speed only). Every weight of the keras-hub backbone is
 drawn at random (biases and LayerNorm gammas/betas too, see `randomize_weights`), so the token check
 fails if any weight is mapped wrongly.
+
+keras_lm also decodes with low-precision weights (`CausalLM.generate(weight_dtype="bfloat16" | "int8")`,
+each with its default `jit_compile`), timed in the same interleaved rounds; their tokens are compared
+with keras_lm's float32 tokens (the fraction of identical new tokens).
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ class GenerationConfig:
     new_tokens: int = 128
     batch_sizes: tuple = (1, 8)
     rounds: int = 5
+    weight_dtypes: tuple = ("bfloat16", "int8")  # low-precision keras_lm rows beside float32
 
     @property
     def label(self) -> str:
@@ -89,6 +94,12 @@ def random_gpt2_backbone(config: GenerationConfig, seed: int = 0):
     return backbone
 
 
+def _same_fraction(tokens, reference, prompt_length: int) -> float:
+    """The fraction of generated positions where ``tokens`` equal ``reference`` (prompts excluded)."""
+    tokens, reference = np.asarray(tokens)[:, prompt_length:], np.asarray(reference)[:, prompt_length:]
+    return float(np.mean(tokens == reference))
+
+
 def generation_throughput(config: GenerationConfig, log, hub_backbone=None, include_torch: bool = True) -> dict:
     """Greedy tokens/s of keras_lm and keras-hub (and HF torch) plus whether their tokens agree.
 
@@ -105,6 +116,7 @@ def generation_throughput(config: GenerationConfig, log, hub_backbone=None, incl
     import keras_hub
 
     import keras_lm
+    from keras_lm.tasks.causal_lm import default_jit_compile
 
     keras.utils.set_random_seed(0)
     if hub_backbone is None:
@@ -132,6 +144,10 @@ def generation_throughput(config: GenerationConfig, log, hub_backbone=None, incl
             "keras_hub": lambda: outputs.__setitem__("keras_hub", hub.generate(
                 hub_inputs, stop_token_ids=None)),
         }
+        for weight_dtype in config.weight_dtypes:
+            name = f"keras_lm/{weight_dtype}"
+            systems[name] = lambda name=name, weight_dtype=weight_dtype: outputs.__setitem__(name, ours.generate(
+                prompts, max_new_tokens=config.new_tokens, weight_dtype=weight_dtype))
         if torch_generate is not None:
             systems["hf_torch"] = lambda: torch_generate(prompts)
         log(f"(f) generation, batch {batch}: warm-up, then {config.rounds} interleaved rounds")
@@ -150,5 +166,15 @@ def generation_throughput(config: GenerationConfig, log, hub_backbone=None, incl
             "hf_torch_tokens_per_second": rate("hf_torch"),
             "median_tokens_per_second": {name: rate(name, "median_seconds") for name in rounds},
             "same_tokens_as_keras_hub": same,
+            "low_precision": {
+                weight_dtype: {
+                    "tokens_per_second": rate(f"keras_lm/{weight_dtype}"),
+                    "median_tokens_per_second": rate(f"keras_lm/{weight_dtype}", "median_seconds"),
+                    "jit_compile": default_jit_compile(batch, weight_dtype),
+                    "same_new_tokens_as_float32": _same_fraction(outputs[f"keras_lm/{weight_dtype}"],
+                                                                 outputs["keras_lm"], config.prompt_length),
+                }
+                for weight_dtype in config.weight_dtypes
+            },
         }
     return results

@@ -219,6 +219,14 @@ def format_table(results: dict) -> str:
                         f"{_best_median(hub, medians.get('keras_hub'), 1)} | "
                         f"{_best_median(figures['hf_torch_tokens_per_second'], medians.get('hf_torch'), 1)} | "
                         f"{_ratio(ours, hub)} |")
+            for weight_dtype, low in figures.get("low_precision", {}).items():
+                xla = "XLA" if low["jit_compile"] else "no XLA"
+                rows.append(f"| (f) greedy generation tokens/s, batch {batch}, keras_lm {weight_dtype} weights "
+                            f"({xla}; {low['same_new_tokens_as_float32']:.0%} of new tokens as float32) | "
+                            f"{_best_median(low['tokens_per_second'], low['median_tokens_per_second'], 1)} | "
+                            f"{_best_median(hub, medians.get('keras_hub'), 1)} | "
+                            f"{_best_median(figures['hf_torch_tokens_per_second'], medians.get('hf_torch'), 1)} | "
+                            f"{_ratio(low['tokens_per_second'], hub)} |")
     serving = results.get("serving")
     if serving:
         rows += ["", "| (d) serving latency, p50 / p99 ms | string in | token ids in (same tokens) | "

@@ -20,6 +20,11 @@ new tokens keeps its most recent tokens, an empty prompt starts from the start t
 end-of-text token), invalid UTF-8 is replaced, and ids past the tokenizer's vocabulary (a
 backbone with a padded vocabulary) are never generated. ``max_new_tokens`` outside
 ``[0, context)`` is an ``InvalidArgument`` error naming it.
+
+``weight_dtype="bfloat16"`` or ``"int8"`` exports a low-precision copy of the backbone instead of
+its float32 weights (see ``keras_lm.tasks.quantized_decoding``); the SavedModel then holds only
+those weights. Without XLA, bfloat16 runs oneDNN's bfloat16 matmuls, while int8 runs TensorFlow's
+Eigen int8 matmul (slower than float32 on CPU): int8 halves the model's size, not its latency.
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ import tensorflow as tf
 
 from keras_lm.export.files import atomic_directory
 from keras_lm.tasks.causal_lm import decode_tokens, sampler_next_token
+from keras_lm.tasks.quantized_decoding import check_weight_dtype, decoding_backbone
 from keras_lm.tasks.task import check_tokenizer_fits, tokenizer_vocabulary_size
 
 STOP_SLOTS = 4
@@ -114,9 +120,9 @@ def sample_next_token(temperature, top_k, top_p, seed):
 class _Generation:
     """The in-graph generation of one CausalLM: prompts -> padded ids -> decoding loop -> text."""
 
-    def __init__(self, causal_lm):
+    def __init__(self, causal_lm, backbone=None):
         self.causal_lm = causal_lm
-        self.backbone = causal_lm.backbone
+        self.backbone = causal_lm.backbone if backbone is None else backbone
         self.tokenizer = causal_lm.tokenizer
         self.context = int(self.backbone.max_sequence_length)
         self.start_token = _start_token(causal_lm)
@@ -173,13 +179,16 @@ class _Generation:
         return {"text": text, "token_ids": new, "length": length}
 
 
-def generation_serving(causal_lm, directory: str, overwrite: bool = False, protected=()) -> str:
+def generation_serving(causal_lm, directory: str, overwrite: bool = False, protected=(),
+                       weight_dtype: str = "float32") -> str:
     """Exports a ``keras_lm.tasks.CausalLM`` (with a tokenizer) as a generation serving SavedModel.
 
     ``overwrite`` replaces only a previous generation export, and never a folder holding one of the
     ``protected`` paths (e.g. the source ``.keras`` file); see ``keras_lm.export.files``.
     See this module's docstring for the signatures. Loading needs ``import tensorflow_text`` in
     the loading process when the tokenizer uses its ops (``keras_lm.tokenizers.BytePair`` does).
+    ``weight_dtype`` (``"float32"``, ``"bfloat16"`` or ``"int8"``) is the precision of the
+    exported weights, as in ``CausalLM.generate``.
 
     Example:
         >>> keras_lm.export.serving(causal_lm, "serving/gpt/1")  # doctest: +SKIP
@@ -192,7 +201,8 @@ def generation_serving(causal_lm, directory: str, overwrite: bool = False, prote
             "Generation serving takes raw text and needs a tokenizer: CausalLM(backbone, tokenizer)."
         )
     check_tokenizer_fits(causal_lm.backbone, causal_lm.tokenizer)  # also a tokenizer attached later
-    generation = _Generation(causal_lm)
+    backbone = decoding_backbone(causal_lm.backbone, check_weight_dtype(weight_dtype))
+    generation = _Generation(causal_lm, backbone)
     greedy = sampler_next_token(keras_hub.samplers.GreedySampler())
 
     def serve(prompts, max_new_tokens):
@@ -208,7 +218,7 @@ def generation_serving(causal_lm, directory: str, overwrite: bool = False, prote
     print(f"[export] writing generation serving SavedModel to {directory}")
     with atomic_directory(directory, overwrite, kind="generation", protected=protected) as staging:
         archive = keras.export.ExportArchive()
-        archive.track(causal_lm)
+        archive.track(causal_lm if backbone is causal_lm.backbone else backbone)
         archive.track(causal_lm.tokenizer)
         archive.add_endpoint("serve", serve, input_signature=[prompts, max_new_tokens])
         archive.add_endpoint(

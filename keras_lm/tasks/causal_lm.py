@@ -18,7 +18,9 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from keras_lm.tasks.quantized_decoding import DecodingWeights, check_weight_dtype
 from keras_lm.tasks.task import check_tokenizer_fits, tokenizer_vocabulary_size
+from keras_lm.training.saving import RecompiledOnLoad
 from keras_lm.values import is_integer, is_number
 
 SAMPLER_ALIASES = {"temperature": "random"}
@@ -31,15 +33,50 @@ def _bucket(n: int, minimum: int = 1) -> int:
     return 1 << (n - 1).bit_length()
 
 
-def default_jit_compile() -> bool:
-    """Whether generation compiles with XLA by default: yes, on every device.
+def default_jit_compile(batch_size: int = 1, weight_dtype: str = "float32") -> bool:
+    """Whether generation compiles with XLA by default, per batch size and weight precision.
 
-    Measured on a shared 2-core CPU (GPT-2-style 6L/512/8H, vocabulary 50257, 8-token prompt,
-    64 new tokens, best of 5 interleaved runs): batch 1 XLA 70.9 vs plain graph 72.0 tokens/s (a
-    tie), batch 8 XLA 216.7 vs 172.5 tokens/s. GPUs and TPUs gain more from XLA. Pass
-    ``jit_compile=False`` to ``generate`` to run the same bucketed ``tf.function`` without XLA.
+    float32 and int8: XLA at every batch size. float32 measured on a shared 2-core CPU
+    (GPT-2-style 6L/512/8H, vocabulary 50257, 8-token prompt, 64 new tokens, best of 5
+    interleaved runs): batch 1 XLA 70.9 vs plain graph 72.0 tokens/s (a tie), batch 8 XLA 216.7
+    vs 172.5. int8 without XLA runs TensorFlow's Eigen int8 matmul (oneDNN's is not used): 2-4x
+    slower than with XLA. bfloat16: XLA at batch 1, the plain graph (oneDNN bfloat16 matmuls)
+    above it, where XLA's CPU bfloat16 dot is slow. Figures in ``default_weight_dtype``. GPUs and
+    TPUs gain more from XLA. Pass ``jit_compile`` to ``generate`` to choose yourself.
     """
-    return True
+    return not (weight_dtype == "bfloat16" and batch_size > 1)
+
+
+def default_weight_dtype(batch_size: int = 1) -> str:
+    """The precision generation reads the weights in by default: float32 at every batch size.
+
+    Low precision is opt-in (``generate(..., weight_dtype="bfloat16" | "int8")``): it is not
+    reliably faster at batch 1 and its greedy tokens drift from float32's.
+
+    Measured on "Intel(R) Xeon(R) Processor, 2 cores, avx2 avx512f avx512_bf16 (no amx_tile
+    amx_bf16), 24 GiB, no GPU; TensorFlow 2.21.0, Keras 3.15.1" (``machine_description()``),
+    shared with other TensorFlow processes; GPT-2-style 6L/H512/A8, vocabulary 50257, 32-token
+    prompt, 128 new tokens, greedy, random weights; tokens/s of the best of 3-5 interleaved rounds
+    in one process, three separate runs (default ``jit_compile`` each):
+
+    - batch 1: float32 (XLA) 74.5 / 100.5 / 71.8; bfloat16 (XLA) 115.6 / 77.0 / 72.3;
+      int8 (XLA) 80.6 / 64.7 / 58.9.
+    - batch 8: float32 (XLA) 421 / 301 / 415; bfloat16 (no XLA) 344 / 249 / 344;
+      int8 (XLA) 610 / 387 / 571.
+
+    keras-hub in the same rounds: 61.7 / 57.2 tok/s at batch 1, 219 / 160 at batch 8. bfloat16
+    at batch 1 ties float32 (1.55x, 0.77x, 1.01x: noise), and XLA's CPU bfloat16 dot is slow at
+    batch 8 (258 vs oneDNN's 344). int8 (XLA's int8 dot) is 1.3-1.45x float32 at batch 8 in
+    every run, but slower at batch 1.
+
+    Accuracy (Shakespeare, GPT-2 BPE ids, same shape; logits of a 4x256-token prefill vs float32):
+    with weights drawn at std 0.02, max |logit difference| bfloat16 0.029, int8 0.078 (1.2% and
+    3.2% of the largest |logit|, 2.41), the float32 argmax kept at 95.5% / 93.3% of positions,
+    greedy 128 new tokens identical 63% / 48%. The benchmark's std-0.2 random weights amplify
+    every rounding (max |logit difference| 8.5 / 11.8 of 27): greedy tokens differ from the
+    first or second step. float32 stays the default at every batch size.
+    """
+    return "float32"
 
 
 def _tokenizer_of(preprocessor_or_tokenizer):
@@ -188,10 +225,11 @@ class _GenerationState:
     def __init__(self):
         self.functions = {}
         self.samplers = {}
+        self.weights = None  # a DecodingWeights, made on the first low-precision call
 
 
 @keras.saving.register_keras_serializable(package="keras_lm")
-class CausalLM(keras.Model):
+class CausalLM(RecompiledOnLoad, keras.Model):
     """A decoder backbone with its language-model head, trainable with ``fit`` and able to ``generate``.
 
     ``call(features)`` maps ``{"token_ids", "padding_mask"}`` (or a bare ``token_ids`` tensor) to
@@ -449,7 +487,7 @@ class CausalLM(keras.Model):
         return prepared
 
     def generate(self, prompts, max_new_tokens: int = 32, sampler="greedy", stop_token_ids=None,
-                 jit_compile: bool | None = None):
+                 jit_compile: bool | None = None, weight_dtype: str | None = None):
         """Continues each prompt by up to ``max_new_tokens`` tokens.
 
         Args:
@@ -463,7 +501,14 @@ class CausalLM(keras.Model):
                 ``k`` and ``num_beams`` in ``[1, vocabulary]``, ``p`` in ``(0, 1]``, an integer seed.
             stop_token_ids: token ids ending a row's generation (kept in id outputs, dropped from
                 text outputs). Defaults to the tokenizer's ``end_token_id`` when generating from text.
-            jit_compile: compile the decoding loop with XLA; None uses ``default_jit_compile()``.
+            jit_compile: compile the decoding loop with XLA; None uses ``default_jit_compile``
+                for the batch size and weight dtype.
+            weight_dtype: the precision decoding reads the weights in: ``"float32"`` (the
+                backbone as it is), ``"bfloat16"`` (a bfloat16 copy computing in bfloat16) or
+                ``"int8"`` (a copy quantized with Keras' int8 ``quantize``; per-channel scales,
+                the tied output projection included); see ``keras_lm.tasks.quantized_decoding``.
+                None picks ``default_weight_dtype(batch_size)``. Copies are made once and
+                refreshed when the backbone's weights change; the backbone is never modified.
 
         Returns:
             The same kind as ``prompts``: a string / list of strings (prompt + completion), a
@@ -482,11 +527,14 @@ class CausalLM(keras.Model):
             stop_token_ids = [] if end is None else [int(end)]
         stop_token_ids = [int(t) for t in (stop_token_ids or [])]
         rows = self._prepare(rows, max_new_tokens)
-        generated = self._generate_ids(rows, int(max_new_tokens), sampler, stop_token_ids,
-                                       default_jit_compile() if jit_compile is None else bool(jit_compile))
+        weight_dtype = default_weight_dtype(len(rows)) if weight_dtype is None else check_weight_dtype(weight_dtype)
+        if jit_compile is None:
+            jit_compile = default_jit_compile(len(rows), weight_dtype)
+        generated = self._generate_ids(rows, int(max_new_tokens), sampler, stop_token_ids, bool(jit_compile),
+                                       weight_dtype)
         return self._format(generated, rows, kind, stop_token_ids)
 
-    def _generate_ids(self, rows, max_new_tokens, sampler, stop_token_ids, jit_compile):
+    def _generate_ids(self, rows, max_new_tokens, sampler, stop_token_ids, jit_compile, weight_dtype="float32"):
         lengths = np.array([len(r) for r in rows], "int32")
         longest, shortest = int(lengths.max()), int(lengths.min())
         needed = longest + max_new_tokens
@@ -503,7 +551,7 @@ class CausalLM(keras.Model):
             token_ids[i, :len(row)] = row
             prompt_mask[i, :len(row)] = True
         stops = stop_token_ids + [-1] * (_bucket(len(stop_token_ids), 4) - len(stop_token_ids))
-        function = self._generate_function(sampler, jit_compile, beam)
+        function = self._generate_function(sampler, jit_compile, beam, self._decoding_backbone(weight_dtype))
         output = function(
             tf.constant(token_ids), tf.constant(prompt_mask), tf.constant(shortest, tf.int32),
             tf.constant(needed, tf.int32), tf.constant(stops, tf.int32), prefill,
@@ -511,35 +559,45 @@ class CausalLM(keras.Model):
         output = np.asarray(output)[: len(rows)]
         return [output[i, : lengths[i] + max_new_tokens].tolist() for i in range(len(rows))]
 
-    def _generate_function(self, sampler, jit_compile, beam):
-        key = (id(sampler), jit_compile, self._generation_vocabulary_size())
+    def _decoding_backbone(self, weight_dtype):
+        """The backbone itself for float32, else its low-precision copy (kept in step with it)."""
+        if weight_dtype == "float32":
+            return self.backbone
+        if self._generation.weights is None or self._generation.weights.backbone is not self.backbone:
+            self._generation.weights = DecodingWeights(self.backbone)
+        return self._generation.weights.get(weight_dtype)
+
+    def _generate_function(self, sampler, jit_compile, beam, backbone=None):
+        backbone = self.backbone if backbone is None else backbone
+        key = (id(sampler), jit_compile, self._generation_vocabulary_size(), id(backbone))
         if key not in self._generation.functions:
             body = self._beam_search if beam else self._sample_loop
 
             def generate_tokens(token_ids, prompt_mask, start_index, end_index, stop_token_ids, prefill_length):
                 self.generate_trace_count += 1
-                return body(sampler, token_ids, prompt_mask, start_index, end_index, stop_token_ids, prefill_length)
+                return body(sampler, token_ids, prompt_mask, start_index, end_index, stop_token_ids, prefill_length,
+                            backbone)
 
             self._generation.functions[key] = (
-                tf.function(generate_tokens, jit_compile=jit_compile, reduce_retracing=False), sampler
+                tf.function(generate_tokens, jit_compile=jit_compile, reduce_retracing=False), sampler, backbone
             )
         return self._generation.functions[key][0]
 
-    def _prefilled_cache(self, token_ids, prefill_length):
-        return prefilled_cache(self.backbone, token_ids, prefill_length)
-
-    def _next(self, tokens, cache, index):
-        """Logits ``[B, V]`` for position ``index`` from the token at ``index - 1``."""
-        return next_logits(self.backbone, tokens, cache, index, self._generation_vocabulary_size())
-
-    def _sample_loop(self, sampler, token_ids, prompt_mask, start_index, end_index, stop_token_ids, prefill_length):
-        return decode_tokens(self.backbone, sampler_next_token(sampler), token_ids, prompt_mask, start_index,
+    def _sample_loop(self, sampler, token_ids, prompt_mask, start_index, end_index, stop_token_ids, prefill_length,
+                     backbone):
+        return decode_tokens(backbone, sampler_next_token(sampler), token_ids, prompt_mask, start_index,
                              end_index, stop_token_ids, prefill_length, self._generation_vocabulary_size())
 
     def _beam_search(self, sampler, token_ids, prompt_mask, start_index, end_index, stop_token_ids,
-                     prefill_length):
-        cache = self._prefilled_cache(token_ids, prefill_length)
-        return sampler(self._next, token_ids, cache=cache, index=start_index, mask=prompt_mask,
+                     prefill_length, backbone):
+        cache = prefilled_cache(backbone, token_ids, prefill_length)
+        vocabulary_size = self._generation_vocabulary_size()
+
+        def next_step(tokens, cache, index):
+            """Logits ``[B, V]`` for position ``index`` from the token at ``index - 1``."""
+            return next_logits(backbone, tokens, cache, index, vocabulary_size)
+
+        return sampler(next_step, token_ids, cache=cache, index=start_index, mask=prompt_mask,
                        stop_token_ids=None, model=self)
 
     def _format(self, generated, rows, kind, stop_token_ids):
