@@ -107,9 +107,11 @@ def fastest_precision(distribution: tf.distribute.Strategy | None = None) -> str
 
     ``"mixed_bfloat16"`` on TPUs, on GPUs with bfloat16 tensor cores (compute capability 8.0+) and on
     CPUs with AVX512-BF16 or AMX; ``"float32"`` elsewhere (bfloat16 would be emulated, and slower).
-    Measured on a 2-core AVX512-BF16 CPU (``scripts/bench``, BERT L4/H512/A8, seq 128, batch 32):
-    masked-LM training 3,274 tokens/s in mixed_bfloat16 vs 1,998 in float32; losses, softmax and
-    logits stay float32 either way.
+    The CPU flag is not enough: masked-LM training (``scripts/bench``, BERT L4/H512/A8, seq 128,
+    batch 32, interleaved rounds) ran 2,369 vs 1,571 tokens/s in mixed_bfloat16 vs float32 on a 2-core
+    AMD EPYC with AVX512-BF16, but 1,419 vs 2,126 on a 2-core Intel Xeon with AVX512-BF16 and no AMX
+    (its bfloat16 matmul peak, 178 GFLOP/s, is below its float32 one, 316). Losses, softmax and logits
+    stay float32 either way.
 
     Example:
         >>> fastest_precision() in ("mixed_bfloat16", "float32")
