@@ -92,7 +92,7 @@ def pretrain_causal_lm(
     OUTPUT/causal_lm.keras and the generation serving export OUTPUT/serving/1 (returned).
     ``tokenizer`` is a BytePair directory (default OUTPUT/byte_pair); the context length is
     ``sequence_length``. ``mixed_precision="auto"`` trains in mixed_bfloat16 where bfloat16 is
-    native (see ``keras_lm.training.fastest_precision``), else in float32.
+    native and measured faster (see ``keras_lm.training.fastest_precision``), else in float32.
     """
     keras.utils.set_random_seed(seed)
     mixed_precision = keras_lm.training.resolve_precision(mixed_precision)

@@ -91,9 +91,16 @@ def precision(policy: str | keras.DTypePolicy = "mixed_bfloat16") -> keras.DType
     return keras.config.dtype_policy()
 
 
+#: mixed_bfloat16 is chosen on a CPU only when its bfloat16 matmuls are at least this much faster.
+CPU_BFLOAT16_MIN_SPEEDUP = 1.2
+
+
 def _cpu_has_fast_bfloat16() -> bool:
-    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX-BF16; Linux flags)."""
-    return bool({"avx512_bf16", "amx_bf16"} & local.cpu_flags())
+    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX-BF16; Linux flags) AND faster
+    than float32 (measured: the flag alone is not enough, see ``fastest_precision``)."""
+    if not {"avx512_bf16", "amx_bf16"} & local.cpu_flags():
+        return False
+    return local.bfloat16_matmul_speedup() >= CPU_BFLOAT16_MIN_SPEEDUP
 
 
 def _gpus_have_fast_bfloat16() -> bool:
@@ -106,7 +113,8 @@ def fastest_precision(distribution: tf.distribute.Strategy | None = None) -> str
     """The dtype policy name that trains fastest and correctly on the devices of ``distribution``.
 
     ``"mixed_bfloat16"`` on TPUs, on GPUs with bfloat16 tensor cores (compute capability 8.0+) and on
-    CPUs with AVX512-BF16 or AMX; ``"float32"`` elsewhere (bfloat16 would be emulated, and slower).
+    CPUs with AVX512-BF16 or AMX whose bfloat16 matmuls measure at least 1.2x faster than float32
+    ones (``devices.bfloat16_matmul_speedup``, once per process); ``"float32"`` elsewhere.
     The CPU flag is not enough: masked-LM training (``scripts/bench``, BERT L4/H512/A8, seq 128,
     batch 32, interleaved rounds) ran 2,369 vs 1,571 tokens/s in mixed_bfloat16 vs float32 on a 2-core
     AMD EPYC with AVX512-BF16, but 1,419 vs 2,126 on a 2-core Intel Xeon with AVX512-BF16 and no AMX

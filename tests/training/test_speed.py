@@ -86,10 +86,14 @@ def test_two_accumulated_steps_of_batch_b_equal_one_step_of_batch_2b():
     assert moved > 1e-3  # the weights did change
 
 
-def test_auto_precision_on_this_machine_follows_its_cpu_flags():
+def test_auto_precision_on_this_machine_follows_its_cpu_flags_and_measured_matmul_speed():
+    from keras_lm.training import devices as local
+
     with open("/proc/cpuinfo") as f:
         native = any(flag in line for line in f if line.startswith("flags") for flag in (" avx512_bf16", " amx_bf16"))
-    expected = "mixed_bfloat16" if native else "float32"
+    speedup = local.bfloat16_matmul_speedup()
+    assert speedup > 0 and local.bfloat16_matmul_speedup() == speedup  # measured once per process
+    expected = "mixed_bfloat16" if native and speedup >= 1.2 else "float32"
     assert keras_lm.training.fastest_precision() == expected
     assert keras_lm.training.resolve_precision("auto") == expected
     assert keras_lm.training.resolve_precision("float32") == "float32"
@@ -103,25 +107,27 @@ WITH_GPUS = CPU_ONLY + ["/job:localhost/replica:0/task:0/device:GPU:0",
                         "/job:localhost/replica:0/task:0/device:GPU:1"]
 
 
-def play_machine(monkeypatch, devices=CPU_ONLY, flags=(), capabilities=()):
+def play_machine(monkeypatch, devices=CPU_ONLY, flags=(), capabilities=(), bfloat16_speedup=1.8):
     """Patch keras_lm's own device queries (not TensorFlow) to play another machine."""
     from keras_lm.training import devices as local
 
     monkeypatch.setattr(local, "logical_device_names",
                         lambda kind=None: [d for d in devices if kind is None or f"device:{kind}:" in d])
     monkeypatch.setattr(local, "cpu_flags", lambda: set(flags))
+    monkeypatch.setattr(local, "bfloat16_matmul_speedup", lambda: bfloat16_speedup)
     monkeypatch.setattr(local, "gpu_compute_capabilities", lambda: list(capabilities))
 
 
 @pytest.mark.parametrize("machine, expected_precision, expected_jit", [
     (dict(flags=("sse4_2", "avx2", "avx512f")), "float32", False),
     (dict(flags=("avx2", "avx512f", "avx512_bf16")), "mixed_bfloat16", False),
+    (dict(flags=("avx2", "avx512f", "avx512_bf16"), bfloat16_speedup=0.56), "float32", False),
     (dict(flags=("avx2", "amx_tile", "amx_bf16")), "mixed_bfloat16", False),
     (dict(devices=WITH_GPUS, capabilities=[(7, 0), (7, 0)]), "float32", True),
     (dict(devices=WITH_GPUS, capabilities=[(8, 0), (7, 5)]), "float32", True),
     (dict(devices=WITH_GPUS, capabilities=[(8, 0), (9, 0)]), "mixed_bfloat16", True),
     (dict(devices=WITH_GPUS, capabilities=[(8, 6), (8, 6)], flags=("avx2",)), "mixed_bfloat16", True),
-], ids=["cpu", "cpu-avx512bf16", "cpu-amx", "gpu-volta", "gpu-mixed-old-new", "gpu-ampere-hopper",
+], ids=["cpu", "cpu-avx512bf16", "cpu-avx512bf16-slower-than-fp32", "cpu-amx", "gpu-volta", "gpu-mixed-old-new", "gpu-ampere-hopper",
         "gpu-ampere-on-plain-cpu"])
 def test_precision_and_xla_per_device_branch_under_the_default_strategy(
     monkeypatch, machine, expected_precision, expected_jit
