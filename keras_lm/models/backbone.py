@@ -39,6 +39,26 @@ def check_dropout(dropout) -> None:
         raise ValueError(f"`dropout` must be in [0, 1), got {dropout!r}.")
 
 
+def output_logits(hidden, token_embedding, lm_head=None):
+    """Float32 logits ``[..., vocabulary_size]``: ``lm_head(hidden)``, or ``hidden`` times the transposed
+    token embedding when the output is tied to it."""
+    if lm_head is not None:
+        return keras.ops.cast(lm_head(hidden), "float32")
+    compute_dtype = token_embedding.compute_dtype
+    embeddings = keras.ops.cast(token_embedding.embeddings, compute_dtype)
+    hidden = keras.ops.cast(hidden, compute_dtype)
+    if keras.backend.backend() == "tensorflow" and not isinstance(hidden, keras.KerasTensor):
+        # A transposed-operand matmul; an explicit transpose would copy the whole table per call.
+        import tensorflow as tf
+
+        flat = tf.reshape(hidden, (-1, embeddings.shape[1]))
+        logits = tf.matmul(flat, embeddings, transpose_b=True)
+        logits = tf.reshape(logits, tf.concat([tf.shape(hidden)[:-1], [embeddings.shape[0]]], axis=0))
+    else:
+        logits = keras.ops.matmul(hidden, keras.ops.transpose(embeddings))
+    return keras.ops.cast(logits, "float32")
+
+
 class Backbone(keras.Model):
     """Base of the functional backbones (``Encoder``, ``Decoder``).
 

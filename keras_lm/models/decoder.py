@@ -7,7 +7,14 @@ from keras import ops
 from keras_lm.layers import FEED_FORWARDS, NORMALIZATIONS, PositionEmbedding, RMSNorm, TransformerBlock
 from keras_lm.layers.embeddings import TokenEmbedding
 from keras_lm.layers.utils import get_activation, serialize_activation
-from keras_lm.models.backbone import Backbone, check_choice, check_dropout, check_heads, check_positive_integers
+from keras_lm.models.backbone import (
+    Backbone,
+    check_choice,
+    check_dropout,
+    check_heads,
+    check_positive_integers,
+    output_logits,
+)
 
 INPUT_NAMES = ("token_ids", "padding_mask")
 POSITION_EMBEDDINGS = ("learned", "rotary")
@@ -199,21 +206,7 @@ class Decoder(Backbone):
     # --- language-model head -------------------------------------------------------------------
     def logits(self, sequence_output):
         """Float32 next-token logits ``[..., vocabulary_size]`` for hidden states ``[..., hidden_dim]``."""
-        if self.lm_head is not None:
-            return ops.cast(self.lm_head(sequence_output), "float32")
-        compute_dtype = self.token_embedding.compute_dtype
-        embeddings = ops.cast(self.token_embedding.embeddings, compute_dtype)
-        hidden = ops.cast(sequence_output, compute_dtype)
-        if keras.backend.backend() == "tensorflow" and not isinstance(hidden, keras.KerasTensor):
-            # A transposed-operand matmul; an explicit transpose would copy the whole table per call.
-            import tensorflow as tf
-
-            flat = tf.reshape(hidden, (-1, self.hidden_dim))
-            logits = tf.matmul(flat, embeddings, transpose_b=True)
-            logits = tf.reshape(logits, tf.concat([tf.shape(hidden)[:-1], [self.vocabulary_size]], axis=0))
-        else:
-            logits = ops.matmul(hidden, ops.transpose(embeddings))
-        return ops.cast(logits, "float32")
+        return output_logits(sequence_output, self.token_embedding, self.lm_head)
 
     # --- incremental decoding ------------------------------------------------------------------
     def init_cache(self, batch_size: int, max_length: int) -> tuple:

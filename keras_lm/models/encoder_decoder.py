@@ -16,7 +16,14 @@ from keras_lm.layers import (
 )
 from keras_lm.layers.embeddings import TokenEmbedding
 from keras_lm.layers.utils import get_activation, serialize_activation
-from keras_lm.models.backbone import Backbone, check_choice, check_dropout, check_heads, check_positive_integers
+from keras_lm.models.backbone import (
+    Backbone,
+    check_choice,
+    check_dropout,
+    check_heads,
+    check_positive_integers,
+    output_logits,
+)
 
 INPUT_NAMES = ("encoder_token_ids", "encoder_padding_mask", "decoder_token_ids", "decoder_padding_mask")
 POSITION_EMBEDDINGS = ("relative", "sinusoidal")
@@ -262,11 +269,7 @@ class EncoderDecoder(Backbone):
         hidden = decoder_output
         if self.scale_decoder_output:
             hidden = hidden * ops.cast(self.hidden_dim**-0.5, hidden.dtype)
-        if self.lm_head is not None:
-            return ops.cast(self.lm_head(hidden), "float32")
-        compute_dtype = self.token_embedding.compute_dtype
-        embeddings = ops.cast(self.token_embedding.embeddings, compute_dtype)
-        return ops.cast(ops.matmul(ops.cast(hidden, compute_dtype), ops.transpose(embeddings)), "float32")
+        return output_logits(hidden, self.token_embedding, self.lm_head)
 
     # --- incremental decoding ------------------------------------------------------------------
     def encode(self, inputs, training=False) -> tuple:
