@@ -79,14 +79,16 @@ def _features(batch: dict) -> dict:
     return {k: batch[k] for k in ("token_ids", "segment_ids", "padding_mask", "mask_positions")}
 
 
-def keras_lm_model(config: MlmConfig, vocabulary_size: int | None = None) -> keras.Model:
+def keras_lm_model(config: MlmConfig, vocabulary_size: int | None = None,
+                   attention_implementation: str = "auto") -> keras.Model:
     from keras_lm.applications import Bert
     from keras_lm.pretraining import MaskedLM
     from keras_lm.training import AdamW
 
     backbone = Bert(None, vocabulary_size=vocabulary_size or config.vocabulary_size,
                     num_layers=config.num_layers, hidden_dim=config.hidden_dim,
-                    num_heads=config.num_heads, intermediate_dim=config.intermediate_dim)
+                    num_heads=config.num_heads, intermediate_dim=config.intermediate_dim,
+                    attention_implementation=attention_implementation)
     model = MaskedLM(backbone, max_predictions=config.max_predictions)
     model.compile(optimizer=AdamW(1e-4))  # keras_lm's AdamW (fused update); keras-hub's gets Keras'
     return model
@@ -158,6 +160,18 @@ MLM_SYSTEMS = tuple(f"{library}/{policy}" for policy in ("float32", "mixed_bfloa
                     for library in ("keras_lm", "keras_hub"))
 
 
+def attention_kernels() -> dict:
+    """The attention kernel keras_lm's "auto" picks here, and the alternatives the bench also times.
+
+    On a GPU or TPU "auto" is the fused kernel and the bench adds keras_lm with explicit attention
+    (``keras_lm_explicit/...`` systems); on a CPU "auto" is explicit and nothing is added.
+    """
+    from keras_lm.layers.attention import default_implementation
+
+    chosen = default_implementation()
+    return {"auto": chosen, "also_timed": ["explicit"] if chosen == "fused" else []}
+
+
 def step_throughput(config: MlmConfig, log, include_torch: bool = True) -> dict:
     """(a) + (c): MLM train tokens/s per library and precision, the matmul peak, fraction of peak.
 
@@ -178,6 +192,15 @@ def step_throughput(config: MlmConfig, log, include_torch: bool = True) -> dict:
         with dtype_policy(policy):
             model = build(config)
         systems[name] = train_steps(model, as_batch(batch), config.timed_steps, config.warmup_steps)
+    kernels = attention_kernels()
+    for implementation in kernels["also_timed"]:
+        for policy in ("float32", "mixed_bfloat16"):
+            log(f"(a) building and tracing keras_lm masked LM, {policy}, {implementation} attention")
+            keras.utils.set_random_seed(0)
+            with dtype_policy(policy):
+                model = keras_lm_model(config, attention_implementation=implementation)
+            systems[f"keras_lm_{implementation}/{policy}"] = train_steps(
+                model, _keras_lm_batch(batch), config.timed_steps, config.warmup_steps)
     if include_torch:
         log("(a) building HF transformers torch BertForMaskedLM, float32 (when installed)")
         torch_run = torch_train_steps(config, batch, config.timed_steps)
@@ -191,6 +214,7 @@ def step_throughput(config: MlmConfig, log, include_torch: bool = True) -> dict:
         f"{config.matmul_count} x {size}^2) each")
     rounds = interleaved_rounds(systems, config.rounds, log=lambda message: log(f"(a) {message}"))
     results = {"config": config.label, "flops_per_token": flops, "rounds": config.rounds,
+               "attention_kernel": kernels["auto"],
                "steps_per_round": config.timed_steps, "runs": {}, "peak_gflops": {}, "peak_median_gflops": {}}
     for dtype in ("float32", "bfloat16"):
         timing = rounds[f"matmul/{dtype}"]

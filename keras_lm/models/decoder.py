@@ -5,6 +5,7 @@ import keras
 from keras import ops
 
 from keras_lm.layers import FEED_FORWARDS, NORMALIZATIONS, PositionEmbedding, RMSNorm, TransformerBlock
+from keras_lm.layers.attention import IMPLEMENTATIONS
 from keras_lm.layers.embeddings import TokenEmbedding
 from keras_lm.layers.utils import get_activation, serialize_activation
 from keras_lm.models.backbone import (
@@ -80,6 +81,8 @@ class Decoder(Backbone):
         use_bias: biases on the attention and feed-forward projections.
         tie_word_embeddings: share the token embedding with the output projection.
         dropout: dropout rate on embeddings, attention and residual branches.
+        attention_implementation: ``"auto"`` (the fastest exact kernel for the device, see
+            ``keras_lm.layers.MultiHeadAttention``), ``"fused"`` or ``"explicit"``.
         dtype: a dtype or ``keras.DTypePolicy``; None uses the global policy.
 
     Example:
@@ -111,6 +114,7 @@ class Decoder(Backbone):
         use_bias: bool = True,
         tie_word_embeddings: bool = True,
         dropout: float = 0.0,
+        attention_implementation: str = "auto",
         dtype=None,
         **kwargs,
     ):
@@ -119,6 +123,7 @@ class Decoder(Backbone):
         check_decoder_config(vocabulary_size, num_layers, num_heads, hidden_dim, intermediate_dim,
                              max_sequence_length, num_key_value_heads, head_dim, dropout, position_embedding,
                              normalization, feed_forward)
+        check_choice("attention_implementation", attention_implementation, IMPLEMENTATIONS)
         activation = get_activation(activation)
         dtype = self._resolve_dtype(dtype)
         initializer = keras.initializers.RandomNormal(stddev=0.02)
@@ -148,6 +153,7 @@ class Decoder(Backbone):
                 norm_first=True,
                 feed_forward=feed_forward,
                 use_bias=use_bias,
+                implementation=attention_implementation,
                 kernel_initializer=initializer,
                 dtype=dtype,
                 name=f"transformer_layer_{i}",
@@ -202,6 +208,7 @@ class Decoder(Backbone):
         self.use_bias = use_bias
         self.tie_word_embeddings = tie_word_embeddings
         self.dropout = dropout
+        self.attention_implementation = attention_implementation
 
     # --- language-model head -------------------------------------------------------------------
     def logits(self, sequence_output):
@@ -267,4 +274,5 @@ class Decoder(Backbone):
             "use_bias": self.use_bias,
             "tie_word_embeddings": self.tie_word_embeddings,
             "dropout": self.dropout,
+            "attention_implementation": self.attention_implementation,
         }

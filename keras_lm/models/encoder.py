@@ -4,9 +4,10 @@ from __future__ import annotations
 import keras
 
 from keras_lm.layers import Pooler, PositionEmbedding, SegmentEmbedding, TransformerBlock
+from keras_lm.layers.attention import IMPLEMENTATIONS
 from keras_lm.layers.embeddings import TokenEmbedding
 from keras_lm.layers.utils import get_activation, serialize_activation
-from keras_lm.models.backbone import Backbone, check_dropout, check_heads, check_positive_integers
+from keras_lm.models.backbone import Backbone, check_choice, check_dropout, check_heads, check_positive_integers
 
 INPUT_NAMES = ("token_ids", "segment_ids", "padding_mask")
 
@@ -51,6 +52,8 @@ class Encoder(Backbone):
         activation: feed-forward activation; ``"gelu"`` (erf) or ``"gelu_approximate"`` (tanh).
         layer_norm_epsilon: LayerNorm epsilon.
         norm_first: pre-LN blocks instead of BERT's post-LN.
+        attention_implementation: ``"auto"`` (the fastest exact kernel for the device, see
+            ``keras_lm.layers.MultiHeadAttention``), ``"fused"`` or ``"explicit"``.
         dtype: a dtype or ``keras.DTypePolicy`` (e.g. ``"mixed_bfloat16"``); None uses the global policy.
 
     Example:
@@ -77,12 +80,14 @@ class Encoder(Backbone):
         activation="gelu",
         layer_norm_epsilon: float = 1e-12,
         norm_first: bool = False,
+        attention_implementation: str = "auto",
         dtype=None,
         **kwargs,
     ):
         self._check_kwargs(type(self).__name__, kwargs)
         check_encoder_config(vocabulary_size, num_layers, num_heads, hidden_dim, intermediate_dim,
                              max_sequence_length, num_segments, dropout)
+        check_choice("attention_implementation", attention_implementation, IMPLEMENTATIONS)
         activation = get_activation(activation)
         dtype = self._resolve_dtype(dtype)
 
@@ -110,6 +115,7 @@ class Encoder(Backbone):
                 activation=activation,
                 layer_norm_epsilon=layer_norm_epsilon,
                 norm_first=norm_first,
+                implementation=attention_implementation,
                 kernel_initializer=truncated_normal(),
                 dtype=dtype,
                 name=f"transformer_layer_{i}",
@@ -146,6 +152,7 @@ class Encoder(Backbone):
         self.activation = activation
         self.layer_norm_epsilon = layer_norm_epsilon
         self.norm_first = norm_first
+        self.attention_implementation = attention_implementation
 
     def get_config(self):
         return {
@@ -161,4 +168,5 @@ class Encoder(Backbone):
             "activation": serialize_activation(self.activation),
             "layer_norm_epsilon": self.layer_norm_epsilon,
             "norm_first": self.norm_first,
+            "attention_implementation": self.attention_implementation,
         }

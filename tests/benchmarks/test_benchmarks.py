@@ -88,9 +88,10 @@ def test_targets_are_reached_or_not_from_the_numbers():
 
     results = {
         "machine": "a test machine", "date": "today",
-        "mlm": {"config": "BERT", "rounds": 5, "steps_per_round": 10,
+        "mlm": {"config": "BERT", "rounds": 5, "steps_per_round": 10, "attention_kernel": "fused",
                 "peak_gflops": {"float32": 200.0, "bfloat16": 400.0},
                 "runs": {"keras_lm/float32": run(1000.0, 0.85), "keras_hub/float32": run(1000.0, 0.85),
+                         "keras_lm_explicit/float32": run(800.0, 0.7),
                          "keras_lm/mixed_bfloat16": run(1400.0, 0.6), "keras_hub/mixed_bfloat16": run(1100.0, 0.5)}},
         "generation": {"config": "GPT", "rounds": 5, "batches": {
             "1": {"keras_lm_tokens_per_second": 210.0, "keras_hub_tokens_per_second": 100.0,
@@ -114,6 +115,10 @@ def test_targets_are_reached_or_not_from_the_numbers():
     assert table.startswith("Machine: a test machine — today\nMethod: ")
     assert "5 interleaved rounds" in table and "best round" in table
     assert "| (a) MLM train tokens/s, mixed_bfloat16 | 1,400 (700) | 1,100 (550) | — | 1.27× |" in table
+    # On a GPU the bench also times keras_lm with the other attention kernel and names "auto"'s choice.
+    assert "| (a) MLM train tokens/s, float32, keras_lm with explicit attention | 800 (400) | 1,000 (500) | — | 0.80× |" in table
+    assert 'keras_lm attention kernel: fused (its "auto" choice on this machine)' in table
+    assert mlm["measured"] == pytest.approx(1400 / 1100)  # the best is still the default kernel's
     assert _table_row(table, mlm).endswith("| 1.27 | ≥ 1.3 | not reached |")
     assert _table_row(table, _target(found, "serving p50")).endswith("| 1.10 | ≤ 1.15 | reached |")
 
@@ -139,6 +144,8 @@ def test_quick_mlm_section_gives_every_figure_of_the_table(quick_mlm_and_profile
     assert table.startswith(f"Machine: {results['machine']}")
     assert results["machine"] == machine_description(results["machine_info"])
     assert "2 interleaved rounds in one process" in table
+    assert mlm["attention_kernel"] == "explicit"  # "auto" on a CPU; no other kernel is timed here
+    assert 'keras_lm attention kernel: explicit (its "auto" choice on this machine)' in table
     found = targets(results)
     best = {lib: max(mlm["runs"][f"{lib}/{p}"]["tokens_per_second"] for p in ("float32", "mixed_bfloat16"))
             for lib in ("keras_lm", "keras_hub")}

@@ -125,11 +125,21 @@ def test_mixed_bfloat16_logits_are_float32():
         ({"position_embedding": "alibi"}, "position_embedding"),
         ({"normalization": "batch"}, "normalization"),
         ({"dropout": 1.5}, "dropout"),
+        ({"attention_implementation": "flash"}, "attention_implementation 'flash'"),
     ],
 )
 def test_bad_config_is_one_clear_error(override, pattern):
     with pytest.raises(ValueError, match=pattern):
         Decoder(**{**GPT_STYLE, **override})
+
+
+@pytest.mark.parametrize("config", [GPT_STYLE, LLAMA_STYLE], ids=["gpt", "llama"])
+def test_fused_and_explicit_attention_decoders_agree(config):
+    explicit = Decoder(**config, attention_implementation="explicit")
+    fused = Decoder.from_config({**explicit.get_config(), "attention_implementation": "fused"})
+    fused.set_weights(explicit.get_weights())
+    assert {b.self_attention.implementation for b in fused.transformer_layers} == {"fused"}
+    np.testing.assert_allclose(full_logits(explicit, inputs()), full_logits(fused, inputs()), atol=1e-5)
 
 
 def test_bad_inputs():

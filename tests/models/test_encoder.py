@@ -117,6 +117,7 @@ def test_dropout_is_active_only_in_training():
         ({"num_layers": 0}, "num_layers"),
         ({"vocabulary_size": 2.5}, "vocabulary_size"),
         ({"dropout": 1.0}, "dropout"),
+        ({"attention_implementation": "flash"}, "attention_implementation 'flash'.*auto, fused, explicit"),
     ],
 )
 def test_bad_config_is_one_clear_error(override, pattern):
@@ -138,3 +139,16 @@ def test_bad_inputs_when_called():
         encoder({k: v[0] for k, v in data.items()})
     with pytest.raises(ValueError, match="13 positions"):
         encoder(make_inputs(length=13))
+
+
+def test_fused_and_explicit_attention_encoders_agree_and_keep_their_choice():
+    """The kernel choice reaches every block, survives get_config, and changes no output."""
+    explicit = Encoder(**CONFIG, attention_implementation="explicit")
+    fused = Encoder.from_config({**explicit.get_config(), "attention_implementation": "fused"})
+    fused.set_weights(explicit.get_weights())
+    assert [b.self_attention.implementation for b in fused.transformer_layers] == ["fused", "fused"]
+    assert Encoder.from_config(explicit.get_config()).attention_implementation == "explicit"
+    data = make_inputs()
+    mask = data["padding_mask"][..., None]
+    a, b = (np.asarray(m(data)["sequence_output"]) * mask for m in (explicit, fused))
+    np.testing.assert_allclose(a, b, atol=1e-5)
