@@ -156,6 +156,32 @@ def format_targets(found: list) -> str:
     return "\n".join(rows)
 
 
+def seq2seq_rows(seq2seq: dict) -> list:
+    """The (g) rows of a seq2seq section: greedy and beam decoding tokens/s per batch size.
+
+    keras-hub's figure is its faster compilation (the row says which when both were timed); a
+    system that could not run a case shows "—" and the row names its error; tokens that differ
+    from keras-hub's are flagged like the (f) rows.
+    """
+    rows = []
+    for batch, decodings in seq2seq["batches"].items():
+        for decoding, figures in decodings.items():
+            ours, hub = figures["keras_lm_tokens_per_second"], figures["keras_hub_tokens_per_second"]
+            medians = figures.get("median_tokens_per_second", {})
+            name = "greedy" if decoding == "greedy" else f"beam-{seq2seq['num_beams']}"
+            notes = ["tokens differ!"] if figures.get("same_tokens_as_keras_hub") is False else []
+            timed = [run for run in figures.get("keras_hub_runs", {}).values() if run["tokens_per_second"]]
+            if len(timed) > 1 and figures.get("keras_hub_jit_compile") is not None:
+                notes.append(f"keras-hub {'with' if figures['keras_hub_jit_compile'] else 'without'} XLA, its faster")
+            notes += [f"{system} cannot run it: {error.replace('|', '/')}"
+                      for system, error in figures.get("errors", {}).items()]
+            rows.append(f"| (g) seq2seq {name} decoding tokens/s, batch {batch}"
+                        f"{' (' + '; '.join(notes) + ')' if notes else ''} | "
+                        f"{_best_median(ours, medians.get('keras_lm'), 1)} | "
+                        f"{_best_median(hub, medians.get('keras_hub'), 1)} | — | {_ratio(ours, hub)} |")
+    return rows
+
+
 def format_table(results: dict) -> str:
     """The markdown table of a `run_benchmarks` result: machine, method, figures, targets, profile.
 
@@ -221,6 +247,9 @@ def format_table(results: dict) -> str:
             ours, hub = figures["keras_lm_tokens_per_second"], figures["keras_hub_tokens_per_second"]
             medians = figures.get("median_tokens_per_second", {})
             same = "" if figures["same_tokens_as_keras_hub"] else " (tokens differ!)"
+            if "keras_hub_jit_compile" in figures:
+                same += (", keras-hub with XLA (its faster)" if figures["keras_hub_jit_compile"]
+                         else ", keras-hub without XLA (its faster)")
             rows.append(f"| (f) greedy generation tokens/s, batch {batch}{same} | "
                         f"{_best_median(ours, medians.get('keras_lm'), 1)} | "
                         f"{_best_median(hub, medians.get('keras_hub'), 1)} | "
@@ -234,6 +263,9 @@ def format_table(results: dict) -> str:
                             f"{_best_median(hub, medians.get('keras_hub'), 1)} | "
                             f"{_best_median(figures['hf_torch_tokens_per_second'], medians.get('hf_torch'), 1)} | "
                             f"{_ratio(low['tokens_per_second'], hub)} |")
+    seq2seq = results.get("seq2seq")
+    if seq2seq:
+        rows += seq2seq_rows(seq2seq)
     serving = results.get("serving")
     if serving:
         rows += ["", "| (d) serving latency, p50 / p99 ms | string in | token ids in (same tokens) | "
@@ -251,7 +283,8 @@ def format_table(results: dict) -> str:
         rows = []  # profile only
     header = [f"Machine: {results['machine']} — {results['date']}"
               + (" (quick mode: tiny model, figures not meaningful)" if results.get("quick") else "")]
-    rounds = sorted({section["rounds"] for section in (mlm, packing, generation) if section and "rounds" in section})
+    rounds = sorted({section["rounds"] for section in (mlm, packing, generation, seq2seq)
+                     if section and "rounds" in section})
     if rows:
         header.append("Method: " + METHOD.format(rounds=" / ".join(map(str, rounds)) + " " if rounds else "")
                       + ("; serving latencies are percentiles over requests alternating between the three "
@@ -266,6 +299,16 @@ def format_table(results: dict) -> str:
                       f"{packing.get('steps_per_round', '?')} steps per round.")
     if generation:
         header.append(f"Model for (f): {generation['config']}, one generate call per round.")
+    if seq2seq:
+        lm_xla = {figures["keras_lm_jit_compile"] for decodings in seq2seq["batches"].values()
+                  for figures in decodings.values()}
+        lm_xla = "XLA" if lm_xla == {True} else "no XLA" if lm_xla == {False} else "XLA per batch size"
+        hub_xla = sorted(set(seq2seq.get("keras_hub_jit_compile", [])))
+        hub_xla = ("timed without and with XLA, its faster one counting" if hub_xla == [False, True]
+                   else "with XLA" if hub_xla == [True] else "without XLA")
+        header.append(f"Model for (g): {seq2seq['config']}, one generate call per round; tokens/s counts the "
+                      f"new tokens of every row (not beams); keras_lm with its default compilation ({lm_xla}), "
+                      f"keras-hub {hub_xla}.")
     if serving:
         header.append(f"Serving model for (d): {serving['model']}.")
     text = "\n".join(header) + ("\n\n" + "\n".join(rows) if rows else "")

@@ -222,6 +222,10 @@ def test_generation_tokens_match_keras_hub_with_every_weight_random():
         assert figures["hf_torch_tokens_per_second"] is None
         for name in ("keras_lm", "keras_hub"):
             assert figures[f"{name}_tokens_per_second"] >= figures["median_tokens_per_second"][name] > 0
+        # keras-hub is timed without and with XLA (its default on a CPU is without); its faster counts.
+        runs = figures["keras_hub_runs"]
+        assert figures["keras_hub_tokens_per_second"] == max(runs["no_xla"], runs["xla"])
+        assert figures["keras_hub_jit_compile"] == (runs["xla"] > runs["no_xla"])
         assert set(figures["low_precision"]) == {"bfloat16", "int8"}
         for weight_dtype, low in figures["low_precision"].items():
             assert low["tokens_per_second"] >= low["median_tokens_per_second"] > 0
@@ -229,6 +233,8 @@ def test_generation_tokens_match_keras_hub_with_every_weight_random():
             assert low["jit_compile"] == (weight_dtype == "int8")  # batch 3: bfloat16 runs without XLA
     table = format_table({"machine": "test", "date": "today", "quick": True, "generation": results})
     assert "(f) greedy generation tokens/s, batch 3" in table and "2 interleaved rounds" in table
+    which = "with" if results["batches"]["3"]["keras_hub_jit_compile"] else "without"
+    assert f"(f) greedy generation tokens/s, batch 3, keras-hub {which} XLA (its faster) |" in table
     low = results["batches"]["3"]["low_precision"]["int8"]
     assert (f"| (f) greedy generation tokens/s, batch 3, keras_lm int8 weights (XLA; "
             f"{low['same_new_tokens_as_float32']:.0%} of new tokens as float32) |") in table
