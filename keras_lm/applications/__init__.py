@@ -4,6 +4,7 @@ from keras_lm.applications.checkpoint_hf import CheckpointError, CheckpointNotFo
 from keras_lm.applications.gpt2 import GPT2_SIZES, Gpt2
 from keras_lm.applications.llama import LLAMA_SIZES, Llama
 from keras_lm.applications.t5 import T5, T5_SIZES
+from keras_lm.applications.transformer import TRANSFORMER_SIZES, Transformer, count_transformer_parameters
 
 __all__ = [
     "BERT_SIZES",
@@ -16,5 +17,8 @@ __all__ = [
     "Llama",
     "T5",
     "T5_SIZES",
+    "TRANSFORMER_SIZES",
+    "Transformer",
     "count_bert_parameters",
+    "count_transformer_parameters",
 ]

@@ -8,7 +8,7 @@ import time
 
 from keras_lm.benchmarks.table import format_table, machine_description, machine_info
 
-SECTIONS = ("mlm", "packing", "serving", "generation", "profile")
+SECTIONS = ("mlm", "packing", "serving", "generation", "seq2seq", "profile")
 
 
 def _log(message: str) -> None:
@@ -31,7 +31,7 @@ def run_benchmarks(output: str = "runs/bench", sections=SECTIONS, quick: bool = 
     """
     import dataclasses
 
-    from keras_lm.benchmarks import generation, mlm, profile, serving
+    from keras_lm.benchmarks import generation, mlm, profile, seq2seq, serving
 
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
@@ -40,9 +40,11 @@ def run_benchmarks(output: str = "runs/bench", sections=SECTIONS, quick: bool = 
         raise ValueError(f"rounds (--rounds) must be at least 1, got {rounds}.")
     config = mlm.QUICK if quick else mlm.MlmConfig()
     generation_config = generation.QUICK if quick else generation.GenerationConfig()
+    seq2seq_config = seq2seq.QUICK if quick else seq2seq.Seq2SeqConfig()
     if rounds is not None:
         config = dataclasses.replace(config, rounds=rounds)
         generation_config = dataclasses.replace(generation_config, rounds=rounds)
+        seq2seq_config = dataclasses.replace(seq2seq_config, rounds=rounds)
     info = machine_info()
     results = {"machine": machine_description(info), "machine_info": info, "quick": quick,
                "date": time.strftime("%Y-%m-%d"), "python": platform.python_version()}
@@ -56,6 +58,8 @@ def run_benchmarks(output: str = "runs/bench", sections=SECTIONS, quick: bool = 
             repeats=10 if quick else 200)
     if "generation" in sections:
         results["generation"] = generation.generation_throughput(generation_config, _log)
+    if "seq2seq" in sections:
+        results["seq2seq"] = seq2seq.seq2seq_throughput(seq2seq_config, _log)
     os.makedirs(output, exist_ok=True)
     if "profile" in sections:
         results["profile"] = profile.profile_training_step(

@@ -4,7 +4,8 @@ from keras_lm.tasks.classifier import Classifier
 from keras_lm.tasks.prompt_completion import prompt_completion_dataset
 from keras_lm.tasks.saved_model import SavedModelEncoder, SavedModelLayer, SavedModelPreprocessor
 from keras_lm.tasks.sentence_encoder import SentenceEncoder, SentencePooling
+from keras_lm.tasks.seq2seq_lm import Seq2SeqLM
 from keras_lm.tasks.task import Task
 
 __all__ = ["CausalLM", "Classifier", "SavedModelEncoder", "SavedModelLayer", "SavedModelPreprocessor",
-           "SentenceEncoder", "SentencePooling", "Task", "prompt_completion_dataset"]
+           "SentenceEncoder", "SentencePooling", "Seq2SeqLM", "Task", "prompt_completion_dataset"]
