@@ -36,6 +36,8 @@ POSITIVE_COUNTS = ("steps", "batch_size", "sequence_length", "vocabulary_size", 
                    "evaluations")
 #: Pretraining objectives: masked LM alone (RoBERTa's choice) or with next-sentence prediction (BERT).
 OBJECTIVES = ("mlm", "mlm+nsp")
+#: How `pretrain` starts the token embeddings: drawn at random, or from co-occurrence statistics.
+TOKEN_EMBEDDINGS = ("random", "cooccurrence")
 #: Sentences of a labelled sentence dataset (e.g. movie_snippets) joined into one pretraining document.
 SENTENCES_PER_DOCUMENT = 32
 #: What the pretrained start of `finetune` takes from the exported encoder (see `finetune`).
@@ -73,6 +75,9 @@ def check_values(function, arguments: dict):
         return "pooling", f"must be one of {', '.join(poolings)}, got {arguments['pooling']!r}."
     if function is finetune and arguments.get("transfer", "all") not in TRANSFERS:
         return "transfer", f"must be one of {', '.join(TRANSFERS)}, got {arguments['transfer']!r}."
+    if function is pretrain and arguments.get("token_embeddings", "random") not in TOKEN_EMBEDDINGS:
+        return "token_embeddings", (f"must be one of {', '.join(TOKEN_EMBEDDINGS)}, "
+                                    f"got {arguments['token_embeddings']!r}.")
     if function is pretrain and arguments.get("objective", "mlm+nsp") not in OBJECTIVES:
         return "objective", f"must be one of {', '.join(OBJECTIVES)}, got {arguments['objective']!r}."
     corpus = arguments.get("corpus")
@@ -276,6 +281,9 @@ def pretrain(
     strategy: str | None = None,
     mixed_precision: str | None = "auto",
     backup_dir: str | None = None,
+    token_embeddings: str = "random",
+    embedding_corpus: str | tuple | None = None,
+    train_token_embeddings: bool = True,
 ) -> str:
     """Pretrains `Bert(size)` for `steps` steps with masked LM (+ next-sentence prediction).
 
@@ -287,6 +295,11 @@ def pretrain(
     `norm_first` (pre-LayerNorm blocks) and `dropout` shape the encoder, as in
     `keras_lm.models.Encoder`: pre-LN blocks without dropout learn much faster in a short
     pretraining run; the exported encoder keeps them for fine-tuning.
+    `token_embeddings="cooccurrence"` starts the token embeddings from PPMI + SVD vectors of the
+    train splits of `embedding_corpus` (default: `corpus`; see
+    `keras_lm.pretraining.cooccurrence`): every token of the corpus has a meaningful vector from
+    the first step, which a short masked-LM run cannot give rare tokens. With
+    `train_token_embeddings=False` masked LM trains everything else around them.
 
     Writes OUTPUT/pretrainer.keras and the encoder export OUTPUT/encoder; returns the latter.
     Optional: `strategy` (a `keras_lm.training.strategy` name; the XLA choice follows it),
@@ -312,6 +325,9 @@ def pretrain(
         pretrainer = keras_lm.pretraining.BertPretrainer(
             backbone, max_predictions=max_predictions, next_sentence=next_sentence
         )
+    if token_embeddings == "cooccurrence":
+        _start_from_cooccurrence(backbone, tokenizer, embedding_corpus or corpus, seed)
+    backbone.token_embedding.trainable = train_token_embeddings
     train = pretrainer.dataset(documents(corpus, "train"), preprocessor, batch_size=batch_size, seed=seed)
     validation = _held_out(pretrainer, corpus, preprocessor, batch_size, seed)
     compile_options = {}
@@ -365,6 +381,10 @@ def pretrain(
             "sequence_length": sequence_length,
             "learning_rate": learning_rate,
             "warmup": warmup,
+            "token_embeddings": token_embeddings,
+            **({"embedding_corpus": corpus_names(embedding_corpus or corpus)}
+               if token_embeddings == "cooccurrence" else {}),
+            "train_token_embeddings": train_token_embeddings,
             "seconds": round(seconds, 1),
             "tokens_per_second": round(steps * batch_size * sequence_length / seconds, 1),
             "train_loss_curve": history.losses,
@@ -375,6 +395,28 @@ def pretrain(
         },
     )
     return directory
+
+
+#: Co-occurrence window (tokens each side) and L2 norm of the `token_embeddings="cooccurrence"` vectors,
+#: chosen on the movie_snippets validation split (see applications/quickstart.yaml).
+COOCCURRENCE_WINDOW = 5
+COOCCURRENCE_NORM = 1.0
+
+
+def _start_from_cooccurrence(backbone, tokenizer, corpus, seed: int) -> None:
+    """Sets `backbone`'s token embeddings to PPMI + SVD vectors of `corpus`'s train splits."""
+    _stage(f"token embeddings from co-occurrences in {_describe(corpus)} (PPMI + SVD)")
+    start = time.time()
+    rows = [row for batch in _texts(documents(corpus, "train")).batch(256).map(tokenizer)
+            for row in batch.to_list()]
+    table = backbone.token_embedding.embeddings
+    special = [tokenizer.pad_id, tokenizer.cls_id, tokenizer.sep_id, tokenizer.mask_id, tokenizer.unk_id]
+    vectors = keras_lm.pretraining.cooccurrence_embeddings(
+        rows, tokenizer.vocabulary_size(), table.shape[1], window=COOCCURRENCE_WINDOW, exclude=special,
+        norm=COOCCURRENCE_NORM, seed=seed, initial=keras.ops.convert_to_numpy(table),
+    )
+    table.assign(vectors.astype(table.dtype))
+    _stage(f"  {sum(len(r) for r in rows):,} tokens, {time.time() - start:.0f} s")
 
 
 #: Batches of validation text in the held-out pretraining figures (shared among the corpora).

@@ -303,3 +303,37 @@ def test_transfer_embeddings_keeps_the_embedding_block_and_draws_the_blocks_like
             np.testing.assert_array_equal(values[id(variable)], np.full(variable.shape, 0.5, "float32"))
         else:
             np.testing.assert_array_equal(values[id(variable)], random_start[variable.name])
+
+
+def test_pretraining_starts_token_embeddings_from_cooccurrences_and_can_keep_them(tmp_path, movie_vocabulary):
+    """token_embeddings="cooccurrence": the seen tokens start at the PPMI + SVD vectors of the corpus;
+    with train_token_embeddings=False masked LM trains everything but them."""
+    import keras
+    import numpy as np
+
+    import keras_lm
+    from keras_lm.recipes import workflows
+
+    (tmp_path / "vocab.txt").write_text("\n".join(movie_vocabulary) + "\n")
+    workflows.pretrain(str(tmp_path), corpus="movie_snippets", size="tiny", objective="mlm", steps=3, warmup=1,
+                       sequence_length=32, batch_size=4, evaluations=1, mixed_precision="float32",
+                       token_embeddings="cooccurrence", train_token_embeddings=False)
+    backbone = keras.saving.load_model(str(tmp_path / "pretrainer.keras")).backbone
+    table = backbone.token_embedding.embeddings.numpy()
+    tokenizer = workflows._load_tokenizer(str(tmp_path), None)
+    rows = [row for batch in workflows._texts(workflows.documents("movie_snippets")).batch(256).map(tokenizer)
+            for row in batch.to_list()]
+    special = [tokenizer.pad_id, tokenizer.cls_id, tokenizer.sep_id, tokenizer.mask_id, tokenizer.unk_id]
+    expected = keras_lm.pretraining.cooccurrence_embeddings(
+        rows, len(movie_vocabulary), table.shape[1], window=workflows.COOCCURRENCE_WINDOW, exclude=special,
+        norm=workflows.COOCCURRENCE_NORM, initial=np.zeros_like(table))
+    seen = np.abs(expected).sum(axis=1) > 0
+    assert seen.sum() > 0.9 * len(movie_vocabulary)
+    np.testing.assert_allclose(table[seen], expected[seen], atol=1e-5)  # unchanged by the 3 MLM steps
+    np.testing.assert_allclose(np.linalg.norm(table[seen], axis=1), workflows.COOCCURRENCE_NORM, rtol=1e-4)
+    assert 0.005 < table[special].std() < 0.05  # special tokens keep their random start (stddev 0.02)
+    pretraining = workflows.read_metrics(str(tmp_path))["pretraining"]
+    assert pretraining["token_embeddings"] == "cooccurrence" and pretraining["embedding_corpus"] == ["movie_snippets"]
+    assert pretraining["train_token_embeddings"] is False
+    with pytest.raises(ValueError, match="`token_embeddings` must be one of random, cooccurrence"):
+        workflows.pretrain(str(tmp_path), token_embeddings="word2vec")
