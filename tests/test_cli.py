@@ -174,3 +174,56 @@ def test_a_corrupt_backup_is_one_line_and_is_kept(capsys, tmp_path):
                         "--sequence-length", "16", "--warmup", "1", "--mixed-precision", "float32")
     _assert_one_line_error(code, err, "'global_step' is -3")
     assert json.loads(metadata.read_text())["global_step"] == -3  # the backup is left as it was
+
+
+@pytest.fixture
+def run_with_seq2seq(tmp_path):
+    """SEQ2SEQ/ holding a tiny T5 Seq2SeqLM (a WordPiece vocabulary, random weights spread so rows differ)."""
+    import keras
+    import numpy as np
+
+    from keras_lm.applications import T5
+
+    keras.utils.set_random_seed(0)
+    words = "in the beginning god created heavens and earth light was good day night".split()
+    tokenizer = keras_lm.tokenizers.WordPiece(vocabulary=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words])
+    backbone = T5("tiny", vocabulary_size=tokenizer.vocabulary_size(), num_layers=2, hidden_dim=32, num_heads=4,
+                  intermediate_dim=64)
+    rng = np.random.default_rng(2)
+    for weight in backbone.weights:  # norm scales around 1, matrices around 0
+        weight.assign(rng.normal(scale=0.5, size=weight.shape).astype("float32") + (len(weight.shape) == 1))
+    model = keras_lm.tasks.Seq2SeqLM(backbone, tokenizer, source_length=8, target_length=6)
+    run = tmp_path / "SEQ2SEQ"
+    run.mkdir()
+    model.save(str(run / "translate.keras"))
+    return run
+
+
+def _printed(out):
+    return out.split("\n")[:-1]  # one line per source (a translation may be empty)
+
+
+def test_generate_translates_with_a_seq2seq_export_and_its_keras_file(capsys, run_with_seq2seq, run_with_classifier):
+    import keras
+
+    run = run_with_seq2seq
+    path, export = str(run / "translate.keras"), str(run / "serving" / "1")
+    code, _, err = _run(capsys, "export", "serving", "--output", export, "--model", path)
+    assert code == 0, err
+    model = keras.saving.load_model(path)
+    sources = ["in the beginning god created", "light was good", "day and night"]
+    beam = model.generate(sources, sampler="beam", num_beams=4, length_penalty=0.6, jit_compile=False)
+    greedy = model.generate(sources, sampler="greedy", jit_compile=False)
+    assert beam != greedy and len(set(beam)) == 3
+    for model_path, num_beams, expected in ((export, None, beam), (path, None, beam), (path, "1", greedy)):
+        options = [] if num_beams is None else ["--num-beams", num_beams]
+        code, out, err = _run(capsys, "generate", "--model", model_path, *options, *sources)
+        assert code == 0, err
+        assert _printed(out) == expected, model_path  # the translations, one per line
+    code, _, err = _run(capsys, "generate", "--model", export, "--max-new-tokens", "7", *sources)
+    _assert_one_line_error(code, err, "max_new_tokens must be in [1, 6] for this export")
+    code, _, err = _run(capsys, "generate", "--model", export, "--temperature", "1", *sources)
+    _assert_one_line_error(code, err, "decodes as it was exported")
+    # A model that is neither a CausalLM nor a Seq2SeqLM: one line.
+    code, _, err = _run(capsys, "generate", "--model", str(run_with_classifier / "classifier.keras"), "a film")
+    _assert_one_line_error(code, err, "holds a Classifier, neither a CausalLM nor a Seq2SeqLM")

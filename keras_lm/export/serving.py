@@ -27,13 +27,15 @@ def _sentence_encoder_endpoint(task):
     return serve
 
 
-def serving(task, directory: str, overwrite: bool = False, protected=()) -> str:
+def serving(task, directory: str, overwrite: bool = False, protected=(), **options) -> str:
     """Exports `task` so that `serving_default` takes tf.string [batch] and returns named outputs.
 
     For a `Classifier`: {"probabilities": float32 [batch, classes], "label": int64 [batch]}.
     For a `SentenceEncoder`: {"embedding": float32 [batch, hidden]} (pooled, normalized if it normalizes).
     For a `CausalLM` (or `keras_lm.pretraining.CausalLM`) with a tokenizer: `serving_default` takes
     `prompts` and `max_new_tokens` and returns the generated `text`; see `keras_lm.export.generation`.
+    For a `Seq2SeqLM` with a tokenizer: `serving_default` takes `sources` and returns their translations
+    `text`; `options` (`num_beams`, `length_penalty`, `max_new_tokens`) go to `keras_lm.export.seq2seq`.
     Loading the export needs `import tensorflow_text` in the loading process (its tokenizer ops).
 
     `overwrite=True` replaces only a previous serving export (one holding the `.keras_lm_export`
@@ -46,13 +48,20 @@ def serving(task, directory: str, overwrite: bool = False, protected=()) -> str:
         >>> served = tf.saved_model.load("serving/sentiment/1")  # doctest: +SKIP
         >>> served.signatures["serving_default"](text=tf.constant(["a gem"]))  # doctest: +SKIP
     """
-    from keras_lm.tasks import CausalLM, Classifier, SentenceEncoder
+    from keras_lm.tasks import CausalLM, Classifier, SentenceEncoder, Seq2SeqLM
 
     refuse_unsafe_directory(directory, protected)
+    if isinstance(task, Seq2SeqLM):
+        from keras_lm.export.seq2seq import seq2seq_serving
+
+        return seq2seq_serving(task, directory, overwrite=overwrite, protected=protected, **options)
     if isinstance(task, CausalLM):
         from keras_lm.export.generation import generation_serving
 
-        return generation_serving(task, directory, overwrite=overwrite, protected=protected)
+        return generation_serving(task, directory, overwrite=overwrite, protected=protected, **options)
+    if options:
+        raise TypeError(f"keras_lm.export.serving of a {type(task).__name__} takes no options; got "
+                        f"{', '.join(sorted(options))}.")
     if getattr(task, "preprocessor", None) is None:
         raise ValueError(
             "keras_lm.export.serving needs a task with a preprocessor to take raw text; "
@@ -64,7 +73,8 @@ def serving(task, directory: str, overwrite: bool = False, protected=()) -> str:
         endpoint = _sentence_encoder_endpoint(task)
     else:
         raise TypeError(
-            f"No serving export for {type(task).__name__} yet; supported: Classifier, SentenceEncoder, CausalLM."
+            f"No serving export for {type(task).__name__} yet; supported: Classifier, SentenceEncoder, CausalLM, "
+            "Seq2SeqLM."
         )
     print(f"[export] writing serving SavedModel to {directory}")
     with atomic_directory(directory, overwrite, kind="serving", protected=protected) as staging:

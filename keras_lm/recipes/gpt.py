@@ -175,7 +175,10 @@ def check_generation_arguments(max_new_tokens, temperature, top_k, top_p, seed) 
 
 
 EXPECTED_MODEL = ("a generation serving export (a directory written by `keras-lm export serving` or "
-                  "keras_lm.export.serving(causal_lm, ...)) or a .keras file holding a CausalLM")
+                  "keras_lm.export.serving(causal_lm or seq2seq_lm, ...)) or a .keras file holding a CausalLM "
+                  "or a Seq2SeqLM")
+#: ``max_new_tokens`` of a causal LM when none is given (a seq2seq model uses its own maximum).
+DEFAULT_MAX_NEW_TOKENS = 32
 
 
 class ModelPathError(ValueError, FileNotFoundError):
@@ -194,27 +197,55 @@ def check_model_path(model) -> None:
         raise ModelPathError(f"'{model}' is not a .keras file. Expected {EXPECTED_MODEL}.")
 
 
-def generate_text(model: str, prompts, max_new_tokens: int = 32, temperature: float = 0.0, top_k: int = 0,
-                  top_p: float = 1.0, seed: int = 0) -> list[str]:
-    """Continuations of ``prompts`` by a generation serving export (a directory) or a ``.keras`` CausalLM.
+def generate_text(model: str, prompts, max_new_tokens: int | None = None, temperature: float = 0.0, top_k: int = 0,
+                  top_p: float = 1.0, seed: int = 0, num_beams: int | None = None) -> list[str]:
+    """Continuations of ``prompts`` by a causal LM, or translations of them by a seq2seq LM.
 
-    ``temperature == 0`` decodes greedily (the export's ``serving_default``); otherwise tokens are
-    sampled (the export's ``sample`` signature), keeping the ``top_k`` most likely tokens when
-    ``top_k > 0`` and the nucleus of probability ``top_p`` when ``top_p < 1``.
+    ``model`` is a serving export (a directory: a causal LM's generation export or a
+    ``Seq2SeqLM``'s seq2seq export) or a ``.keras`` file holding a ``CausalLM`` or a ``Seq2SeqLM``.
+    ``temperature == 0`` decodes greedily (a ``Seq2SeqLM``: beam search with ``num_beams``, default
+    4, length penalty 0.6, as its export does by default; an export decodes as it was exported);
+    otherwise tokens are sampled, keeping the ``top_k`` most likely tokens when ``top_k > 0`` and
+    the nucleus of probability ``top_p`` when ``top_p < 1``. ``max_new_tokens`` defaults to 32
+    for a causal LM and to the model's own maximum for a seq2seq one.
 
     Raises one ``ValueError`` before loading anything for a bad argument (``max_new_tokens`` an
     integer >= 1; ``temperature`` finite and >= 0; ``top_k`` an integer >= 0; ``top_p`` in ``(0, 1]``;
-    ``seed`` an integer) or a ``model`` path that is missing or neither a directory with a
-    ``saved_model.pb`` nor a ``.keras`` file (``ModelPathError``, also a ``FileNotFoundError``).
+    ``seed`` an integer; ``num_beams`` an integer >= 1) or a ``model`` path that is missing or
+    neither a directory with a ``saved_model.pb`` nor a ``.keras`` file (``ModelPathError``, also a
+    ``FileNotFoundError``), and one ``ValueError`` for a model that is neither kind.
     """
+    return _generate(model, prompts, max_new_tokens, temperature, top_k, top_p, seed, num_beams)[0]
+
+
+def generate_lines(model: str, prompts, max_new_tokens: int | None = None, temperature: float = 0.0, top_k: int = 0,
+                   top_p: float = 1.0, seed: int = 0, num_beams: int | None = None) -> list[str]:
+    """What ``keras-lm generate`` prints, one line per prompt: prompt + continuation, or the translation.
+
+    The arguments are ``generate_text``'s.
+    """
+    texts, seq2seq = _generate(model, prompts, max_new_tokens, temperature, top_k, top_p, seed, num_beams)
+    return texts if seq2seq else [str(prompt) + text for prompt, text in zip(prompts, texts)]
+
+
+def _generate(model, prompts, max_new_tokens, temperature, top_k, top_p, seed, num_beams) -> tuple[list[str], bool]:
+    """``(texts, is_seq2seq)``: see ``generate_text``."""
     prompts = [str(p) for p in prompts]
-    check_generation_arguments(max_new_tokens, temperature, top_k, top_p, seed)
+    check_generation_arguments(DEFAULT_MAX_NEW_TOKENS if max_new_tokens is None else max_new_tokens, temperature,
+                               top_k, top_p, seed)
+    if num_beams is not None and (not is_integer(num_beams) or num_beams < 1):
+        raise ValueError(f"num_beams must be an integer >= 1 (1 is greedy decoding), got {num_beams!r}.")
     check_model_path(model)
     if os.path.isdir(model):
         import tensorflow as tf
         import tensorflow_text  # noqa: F401  (tokenizer ops used by the serving graph)
 
         served = tf.saved_model.load(model)
+        if _is_seq2seq_export(served):
+            return _translate_with_export(served, model, prompts, max_new_tokens, temperature, num_beams), True
+        if num_beams is not None:
+            raise ValueError(f"num_beams applies to seq2seq models; '{model}' is not a seq2seq export.")
+        max_new_tokens = DEFAULT_MAX_NEW_TOKENS if max_new_tokens is None else max_new_tokens
         signature = "serving_default" if temperature <= 0 else "sample"
         if signature not in served.signatures:
             raise ValueError(f"'{model}' has no {signature} signature.")
@@ -226,20 +257,61 @@ def generate_text(model: str, prompts, max_new_tokens: int = 32, temperature: fl
         try:
             outputs = served.signatures[signature](**arguments)
         except TypeError as error:
-            raise ValueError(f"'{model}' is not a generation export: {error}") from None
+            raise ValueError(f"'{model}' is neither a generation nor a seq2seq export: {error}") from None
         except tf.errors.InvalidArgumentError as error:
             found = re.search(r"(max_new_tokens must be [^\]]*\)|max_new_tokens must be >= 0|Empty prompt[^\]]*"
                               r"|(?:temperature|top_k|top_p) must be [^\];]*)", error.message)
             raise ValueError(found.group(1) if found else error.message.strip().splitlines()[-1]) from None
         if "text" not in outputs:
             raise ValueError(f"'{model}' is not a generation export (its outputs: {', '.join(sorted(outputs))}).")
-        return [t.decode("utf-8", errors="replace") for t in outputs["text"].numpy().tolist()]
+        return [t.decode("utf-8", errors="replace") for t in outputs["text"].numpy().tolist()], False
     task = keras.saving.load_model(model)
+    if isinstance(task, keras_lm.tasks.Seq2SeqLM):
+        return _translate_with_keras(task, prompts, max_new_tokens, temperature, top_k, top_p, seed, num_beams), True
     if not isinstance(task, keras_lm.tasks.CausalLM):
-        raise ValueError(f"'{model}' holds a {type(task).__name__}, not a CausalLM.")
+        raise ValueError(f"'{model}' holds a {type(task).__name__}, neither a CausalLM nor a Seq2SeqLM.")
+    if num_beams is not None:
+        raise ValueError(f"num_beams applies to seq2seq models; '{model}' holds a CausalLM.")
+    max_new_tokens = DEFAULT_MAX_NEW_TOKENS if max_new_tokens is None else max_new_tokens
     sampler = _keras_sampler(temperature, top_k, top_p, seed, task._generation_vocabulary_size())
     texts = task.generate(prompts, max_new_tokens=max_new_tokens, sampler=sampler)
-    return [text[len(prompt):] if text.startswith(prompt) else text for prompt, text in zip(prompts, texts)]
+    return [text[len(prompt):] if text.startswith(prompt) else text for prompt, text in zip(prompts, texts)], False
+
+
+def _is_seq2seq_export(served) -> bool:
+    signature = served.signatures.get("serving_default")
+    return signature is not None and "sources" in signature.structured_input_signature[1]
+
+
+def _translate_with_export(served, model, sources, max_new_tokens, temperature, num_beams) -> list[str]:
+    """Translations by a seq2seq export (``keras_lm.export.seq2seq``): it decodes as it was exported."""
+    import tensorflow as tf
+
+    if temperature > 0 or num_beams is not None:
+        raise ValueError(f"'{model}' is a seq2seq export: it decodes as it was exported (beam search or greedy); "
+                         "sampling and num_beams need the .keras model.")
+    arguments = {"sources": tf.constant(sources, tf.string)}
+    signature = "serving_default"
+    if max_new_tokens is not None:
+        signature, arguments["max_new_tokens"] = "generate", tf.constant(max_new_tokens, tf.int32)
+    try:
+        outputs = served.signatures[signature](**arguments)
+    except tf.errors.InvalidArgumentError as error:
+        found = re.search(r"max_new_tokens must be in \[\d+, \d+\]", error.message)
+        raise ValueError(found.group(0) + " for this export" if found
+                         else error.message.strip().splitlines()[-1]) from None
+    return [t.decode("utf-8", errors="replace") for t in outputs["text"].numpy().tolist()]
+
+
+def _translate_with_keras(task, sources, max_new_tokens, temperature, top_k, top_p, seed, num_beams) -> list[str]:
+    """Translations by a ``Seq2SeqLM``: beam search (``num_beams``, default 4) unless sampling."""
+    if temperature > 0:
+        sampler = _keras_sampler(temperature, top_k, top_p, seed, task._generation_vocabulary_size())
+        return task.generate(sources, max_new_tokens=max_new_tokens, sampler=sampler)
+    beams = 4 if num_beams is None else num_beams
+    if beams == 1:
+        return task.generate(sources, max_new_tokens=max_new_tokens, sampler="greedy")
+    return task.generate(sources, max_new_tokens=max_new_tokens, sampler="beam", num_beams=beams, length_penalty=0.6)
 
 
 GENERATE_SCRIPT = r"""

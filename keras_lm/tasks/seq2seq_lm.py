@@ -31,6 +31,7 @@ from keras_lm.tasks.causal_lm import (
     sampler_next_token,
 )
 from keras_lm.tasks.task import Task, check_not_empty, check_tokenizer_fits, tokenizer_vocabulary_size
+from keras_lm.training.saving import RecompiledOnLoad
 from keras_lm.values import is_integer, is_number
 
 _MIN_BUCKET = 16
@@ -145,7 +146,7 @@ class _GenerationState:
 
 
 @keras.saving.register_keras_serializable(package="keras_lm")
-class Seq2SeqLM(Task):
+class Seq2SeqLM(RecompiledOnLoad, keras.Model):
     """An encoder-decoder backbone with its language-model head: ``fit`` on text pairs, ``generate`` text.
 
     ``call(features)`` maps ``{"encoder_token_ids", "encoder_padding_mask", "decoder_token_ids",
@@ -318,13 +319,22 @@ class Seq2SeqLM(Task):
                                and _is_text_batch(validation_data[0])
                                else self._as_dataset(validation_data, None, batch_size)[0])
         kwargs["shuffle"] = shuffle and not isinstance(x, tf.data.Dataset)  # a dataset shuffles itself
-        return super().fit(x, y, batch_size=batch_size if y is not None else None, validation_data=validation_data,
-                           **kwargs)
+        return Task.fit(self, x, y, batch_size=batch_size if y is not None else None, validation_data=validation_data,
+                        **kwargs)
 
     def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
         """``Model.evaluate``; ``x`` may be text pairs, or ``x`` sources and ``y`` targets."""
         x, y = self._as_dataset(x, y, batch_size)
-        return super().evaluate(x, y, batch_size=batch_size if y is not None else None, **kwargs)
+        return Task.evaluate(self, x, y, batch_size=batch_size if y is not None else None, **kwargs)
+
+    # Task's checks (no batch at all, a failed first fit) run through Task.fit / Task.evaluate, but
+    # Seq2SeqLM does not derive from Task: building a functional task (Classifier) makes keras
+    # rewrite Task's base class into keras' Functional, which a subclassed model cannot share.
+    def _fit(self, x, y, batch_size, validation_data, **kwargs):
+        return super().fit(x, y, batch_size=batch_size, validation_data=validation_data, **kwargs)
+
+    def _evaluate(self, x, y, batch_size, **kwargs):
+        return super().evaluate(x, y, batch_size=batch_size, **kwargs)
 
     def _as_dataset(self, x, y, batch_size, shuffle_seed=None):
         check_not_empty(x, "Seq2SeqLM")
@@ -338,9 +348,6 @@ class Seq2SeqLM(Task):
         if _is_pair_list(x) or (isinstance(x, tf.data.Dataset) and _text_pair_spec(x) is not None):
             return self.dataset(x, batch_size, shuffle_seed), y
         return x, y
-
-    def _uses_preprocessing(self, x) -> bool:
-        return False  # text pairs become features in fit/evaluate (see dataset)
 
     # --- generation ---------------------------------------------------------------------------
     def generate(self, sources, max_new_tokens: int | None = None, sampler="greedy", num_beams: int = 4,
@@ -494,13 +501,37 @@ class Seq2SeqLM(Task):
         if key not in self._generation.functions:
             def generate_tokens(source_ids, source_mask, buffer, max_new_tokens, stop_token_ids, alpha):
                 self.generate_trace_count += 1
-                if beams is None:
-                    return self._sample_loop(sampler, source_ids, source_mask, buffer, max_new_tokens, stop_token_ids)
-                return self._beam_search(beams, source_ids, source_mask, buffer, max_new_tokens, stop_token_ids, alpha)
+                return self.decode_tokens(source_ids, source_mask, buffer, max_new_tokens, stop_token_ids,
+                                          num_beams=beams, sampler=sampler, length_penalty=alpha)
 
             self._generation.functions[key] = (
                 tf.function(generate_tokens, jit_compile=jit_compile, reduce_retracing=False), sampler)
         return self._generation.functions[key][0]
+
+    def decode_tokens(self, source_ids, source_mask, buffer, max_new_tokens, stop_token_ids, num_beams=None,
+                      sampler=None, length_penalty=0.0):
+        """The decoding loop of ``generate`` on padded sources, for use inside a ``tf.function``.
+
+        ``generate`` runs it; so does the seq2seq serving export (``keras_lm.export.seq2seq``),
+        where the batch size may be unknown until run time.
+
+        Args:
+            source_ids, source_mask: ``[batch, source]`` int32 ids and 1 for real source tokens.
+            buffer: ``[batch, N + 1]`` int32 (its shape sets the longest target ``N``; values unused).
+            max_new_tokens: scalar int32 tensor ``<= N``.
+            stop_token_ids: ``[S]`` int32 ids ending a row (-1 for unused slots).
+            num_beams: beam search with this many beams; None samples with ``sampler``.
+            sampler: a ``keras_hub.samplers.Sampler`` (``GreedySampler`` for greedy decoding).
+            length_penalty: the GNMT exponent of beam search.
+
+        Returns:
+            ``[batch, N + 1]`` int32: the decoder start token, the new tokens (the stop token
+            included), then zeros.
+        """
+        if num_beams is None:
+            return self._sample_loop(sampler, source_ids, source_mask, buffer, max_new_tokens, stop_token_ids)
+        return self._beam_search(num_beams, source_ids, source_mask, buffer, max_new_tokens, stop_token_ids,
+                                 length_penalty)
 
     def _encode(self, source_ids, source_mask):
         _, context_caches = self.backbone.encode({"encoder_token_ids": source_ids,
@@ -514,7 +545,7 @@ class Seq2SeqLM(Task):
 
     def _sample_loop(self, sampler, source_ids, source_mask, buffer, max_new_tokens, stop_token_ids):
         """Greedy / random sampling: ``buffer`` ``[B, N + 1]`` filled from position 1, start token at 0."""
-        batch, width = buffer.shape
+        batch, width = _batch_size(buffer), buffer.shape[1]
         context_caches = self._encode(source_ids, source_mask)
         cache = self.backbone.init_cache(batch, width - 1)
         tokens = ops.slice_update(buffer, (0, 0), ops.full((batch, 1), self.decoder_start_token_id, "int32"))
@@ -538,7 +569,7 @@ class Seq2SeqLM(Task):
         return tokens
 
     def _beam_search(self, beams, source_ids, source_mask, buffer, max_new_tokens, stop_token_ids, alpha):
-        batch, width = buffer.shape
+        batch, width = _batch_size(buffer), buffer.shape[1]
         context_caches = self._encode(source_ids, source_mask)
         context_caches = tuple(tf.repeat(c, beams, axis=0) for c in context_caches)
         beam_source_mask = tf.repeat(source_mask, beams, axis=0)
@@ -589,6 +620,12 @@ class Seq2SeqLM(Task):
         if config.get("tokenizer") is not None:
             config["tokenizer"] = keras.saving.deserialize_keras_object(config["tokenizer"])
         return cls(**config)
+
+
+def _batch_size(tensor):
+    """The first dimension of ``tensor``: an int when static, else a scalar tensor (a serving graph)."""
+    size = tensor.shape[0]
+    return int(size) if size is not None else tf.shape(tensor)[0]
 
 
 def _padded(ragged, limit: int):

@@ -342,3 +342,18 @@ def test_keras_round_trip_gives_identical_generation(tmp_path):
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_a_functional_task_built_first_does_not_break_seq2seq_lm(tmp_path):
+    # Building a functional task makes keras rewrite its base classes into keras' Functional; a
+    # Seq2SeqLM (a subclassed model) built or loaded afterwards in the same process must still work.
+    words = ["to", "be", "or", "not"]
+    backbone = keras_lm.applications.Bert(None, vocabulary_size=9, num_layers=1, hidden_dim=16, num_heads=2,
+                                          max_sequence_length=8)
+    keras_lm.tasks.Classifier(backbone, num_classes=2)
+    model = Seq2SeqLM(tiny_transformer(vocabulary_size=9), word_piece(words), source_length=8, target_length=6)
+    model.compile()
+    model.fit([("to be", "be to")], epochs=1, verbose=0)
+    model.save(str(tmp_path / "model.keras"))
+    restored = keras.saving.load_model(str(tmp_path / "model.keras"))
+    assert restored.generate("to be", jit_compile=False) == model.generate("to be", jit_compile=False)
