@@ -195,6 +195,14 @@ def _pretraining_lines(metrics: dict) -> list:
         f"{p.get('precision', 'float32')}, objective {p.get('objective', 'mlm+nsp')} on {corpus} "
         f"(train splits), {p['steps']} steps of {p['batch_size']}x{p['sequence_length']} in "
         f"{p['seconds']} s ({p['tokens_per_second']:,.0f} tokens/s)",
+    ]
+    if p.get("token_embeddings") == "cooccurrence":
+        lines.append(
+            "- Token embeddings started from PPMI + SVD vectors of co-occurrences in "
+            f"{' + '.join(p.get('embedding_corpus', [])) or '?'} (train splits)"
+            + ("; kept fixed during masked LM" if p.get("train_token_embeddings") is False else "")
+        )
+    lines += [
         "",
         "| held-out text (validation splits) | loss | MLM accuracy | NSP accuracy |",
         "|---|---|---|---|",
