@@ -104,6 +104,7 @@ def test_miniature_quickstart_through_the_cli(tmp_path):
         "pretrain.sequence_length=32",
         "pretrain.batch_size=8",
         "pretrain.evaluations=2",
+        "pretrain.embedding_corpus=[movie_snippets]",  # the co-occurrence start on one corpus: quicker
         "finetune.epochs=1",
         "finetune.random_init_epochs=1",
         "finetune.max_train_examples=64",
