@@ -16,7 +16,7 @@ import typing
 
 import yaml
 
-from keras_lm.recipes import checkpoint, gpt
+from keras_lm.recipes import checkpoint, gpt, text_to_text, translation
 from keras_lm.recipes import report as report_module
 from keras_lm.recipes import workflows
 from keras_lm.values import is_integer, is_number
@@ -32,6 +32,12 @@ STEPS = {
     "generate": gpt.generate,
     "import_checkpoint": checkpoint.import_checkpoint,
     "checkpoint_report": checkpoint.checkpoint_report,
+    "train_translation": translation.train_translation,
+    "evaluate_translation": translation.evaluate_translation,
+    "translation_report": translation.translation_report,
+    "pretrain_span_corruption": text_to_text.pretrain_span_corruption,
+    "finetune_text_to_text": text_to_text.finetune_text_to_text,
+    "text_to_text_report": text_to_text.text_to_text_report,
 }
 
 

@@ -614,6 +614,20 @@ class Seq2SeqLM(RecompiledOnLoad, keras.Model):
         }
 
     @classmethod
+    def from_hf(cls, directory: str, source_length: int = 512, target_length: int = 128, dtype=None) -> "Seq2SeqLM":
+        """The weights and the SentencePiece tokenizer of a Hugging Face T5 directory, with T5's conventions.
+
+        See ``keras_lm.tasks.seq2seq_hf.seq2seq_lm_from_hf``.
+
+        Example:
+            >>> model = Seq2SeqLM.from_hf("t5-small-dir", source_length=128)  # doctest: +SKIP
+            >>> model.generate(["translate English to German: Hello."])  # doctest: +SKIP
+        """
+        from keras_lm.tasks.seq2seq_hf import seq2seq_lm_from_hf  # it imports this module
+
+        return seq2seq_lm_from_hf(directory, source_length=source_length, target_length=target_length, dtype=dtype)
+
+    @classmethod
     def from_config(cls, config):
         config = dict(config)
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])

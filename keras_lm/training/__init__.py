@@ -20,7 +20,7 @@ from keras_lm.training.distribution import (
 )
 from keras_lm.training.optimizers import AdamW, adamw
 from keras_lm.training.resume import CheckpointError, StepBackup, resumable_fit
-from keras_lm.training.schedules import WarmupLinearDecay
+from keras_lm.training.schedules import InverseSquareRootWarmup, WarmupLinearDecay
 from keras_lm.training.speed import fastest_precision, jit_compile_for, precision, resolve_precision
 from keras_lm.training.telemetry import Throughput, training_flops_per_token
 
@@ -28,6 +28,7 @@ __all__ = [
     "AdamW",
     "STRATEGY_NAMES",
     "CheckpointError",
+    "InverseSquareRootWarmup",
     "StepBackup",
     "Throughput",
     "WarmupLinearDecay",

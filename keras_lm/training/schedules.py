@@ -39,3 +39,41 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
 
     def get_config(self):
         return {"peak": self.peak, "warmup": self.warmup, "total": self.total, "end": self.end}
+
+
+@keras.saving.register_keras_serializable(package="keras_lm")
+class InverseSquareRootWarmup(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warmup from 0 to `peak` over `warmup` steps, then decay proportional to `step ** -0.5`.
+
+    The schedule of "Attention Is All You Need": `peak * min(step / warmup, sqrt(warmup / step))`,
+    which is the paper's `hidden_dim ** -0.5 * min(step ** -0.5, step * warmup ** -1.5)` with
+    `peak = (hidden_dim * warmup) ** -0.5` (see `from_hidden_dim`). The rate is `peak` at
+    `step == warmup` and half of it at `4 * warmup`.
+
+    Example:
+        >>> schedule = InverseSquareRootWarmup(1e-3, warmup=100)
+        >>> [round(float(schedule(step)), 6) for step in (50, 100, 400)]
+        [0.0005, 0.001, 0.0005]
+    """
+
+    def __init__(self, peak: float, warmup: int):
+        if not peak > 0:
+            raise ValueError(f"`peak` learning rate must be positive, got {peak}.")
+        if int(warmup) != warmup or warmup < 1:
+            raise ValueError(f"`warmup` must be a whole number of steps >= 1, got {warmup}.")
+        self.peak = float(peak)
+        self.warmup = int(warmup)
+
+    @classmethod
+    def from_hidden_dim(cls, hidden_dim: int, warmup: int, scale: float = 1.0) -> "InverseSquareRootWarmup":
+        """The paper's form: `scale * hidden_dim ** -0.5 * min(step ** -0.5, step * warmup ** -1.5)`."""
+        return cls(scale * (hidden_dim * warmup) ** -0.5, warmup)
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        rise = step / self.warmup
+        decay = ops.sqrt(self.warmup / ops.maximum(step, 1.0))
+        return self.peak * ops.minimum(rise, decay)
+
+    def get_config(self):
+        return {"peak": self.peak, "warmup": self.warmup}
