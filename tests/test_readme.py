@@ -60,3 +60,17 @@ def test_checkpoint_example_runs_with_a_real_checkpoint(tmp_path):
     shape, similarity = process.stdout.strip().splitlines()[-1].rsplit(" ", 1)
     assert shape == "(2, 384)"
     assert float(similarity) > 0.5  # two paraphrases, embedded by a model that knows language
+
+
+def test_seq2seq_example_runs_as_written(tmp_path):
+    """The README's sequence-to-sequence example: train, beam-search, export for serving."""
+    blocks = re.findall(r"```python\n(.*?)```", _readme(), re.S)
+    example = next(block for block in blocks if "Seq2SeqLM" in block)
+    example = example.replace('model.generate(["In', 'print(model.generate(["In').replace(
+        'num_beams=4)\n', 'num_beams=4))\n')
+    process = subprocess.run(
+        [sys.executable, "-c", example], cwd=tmp_path, capture_output=True, text=True, timeout=900
+    )
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert (tmp_path / "runs/translate/1/saved_model.pb").exists()
+    assert process.stdout.strip().splitlines()[-1].startswith("[")  # the beam-search translation
