@@ -35,12 +35,13 @@ GPT2_ARCHITECTURE = types.MappingProxyType(
 
 
 def zoo_config(family: str, sizes, size, defaults: dict, fixed, overrides: dict,
-               shape_keys=("num_layers", "hidden_dim", "num_heads")) -> dict:
-    """Decoder keyword arguments for ``size`` of a family with its fixed architecture and overrides.
+               shape_keys=("num_layers", "hidden_dim", "num_heads"), backbone: str = "keras_lm.models.Decoder") -> dict:
+    """Backbone keyword arguments for ``size`` of a family with its fixed architecture and overrides.
 
-    The size table gives the shape; ``intermediate_dim`` scales with an overridden ``hidden_dim``
-    unless given. ``size=None`` needs the shape keys as overrides. An override contradicting the
-    family's ``fixed`` architecture is an error (a ``keras_lm.models.Decoder`` builds other ones).
+    The size table gives the shape (and may override ``defaults``, e.g. a size's own dropout);
+    ``intermediate_dim`` scales with an overridden ``hidden_dim`` unless given. ``size=None`` needs
+    the shape keys as overrides. An override contradicting the family's ``fixed`` architecture is an
+    error (the generic ``backbone`` builds other ones).
     """
     if size is None:
         missing = [key for key in shape_keys if key not in overrides]
@@ -56,10 +57,10 @@ def zoo_config(family: str, sizes, size, defaults: dict, fixed, overrides: dict,
     for key, value in fixed.items():
         if key in overrides and overrides[key] != value:
             raise ValueError(
-                f"{family} fixes {key}={value!r} (got {overrides[key]!r}); build a keras_lm.models.Decoder "
+                f"{family} fixes {key}={value!r} (got {overrides[key]!r}); build a {backbone} "
                 "for a different architecture."
             )
-    config = {**base, **defaults, **fixed, **overrides}
+    config = {**defaults, **base, **fixed, **overrides}
     config.setdefault("intermediate_dim", 4 * config.get("hidden_dim", 0))
     return config
 

@@ -5,6 +5,7 @@ import types
 
 import keras
 
+from keras_lm.applications.gpt2 import zoo_config
 from keras_lm.models import EncoderDecoder
 
 
@@ -80,21 +81,10 @@ class Transformer(EncoderDecoder):
         if "vocabulary_size" not in overrides:
             raise ValueError("Transformer needs vocabulary_size=... (the size of the shared source/target "
                              "vocabulary, e.g. tokenizer.vocabulary_size()).")
-        for key, value in TRANSFORMER_ARCHITECTURE.items():
-            if key in overrides and overrides[key] != value:
-                raise ValueError(f"Transformer fixes {key}={value!r} (got {overrides[key]!r}); build a "
-                                 "keras_lm.models.EncoderDecoder for a different architecture.")
-        if size is None:
-            missing = [key for key in _SHAPE_KEYS if key not in overrides]
-            if missing:
-                raise ValueError(f"Transformer(size=None) needs explicit {', '.join(missing)}.")
-            base = {}
-        elif isinstance(size, str) and size in TRANSFORMER_SIZES:
-            base = dict(TRANSFORMER_SIZES[size])
-        else:
-            raise ValueError(f"Unknown Transformer size {size!r}; known sizes: {', '.join(TRANSFORMER_SIZES)}.")
         defaults = {"dropout": 0.1, "layer_norm_epsilon": 1e-6, "activation": "relu"}
-        super().__init__(**{**defaults, **base, **TRANSFORMER_ARCHITECTURE, **overrides})
+        super().__init__(**zoo_config("Transformer", TRANSFORMER_SIZES, size, defaults, TRANSFORMER_ARCHITECTURE,
+                                      overrides, shape_keys=_SHAPE_KEYS,
+                                      backbone="keras_lm.models.EncoderDecoder"))
         self.size = size
 
     def get_config(self):

@@ -98,6 +98,13 @@ def _is_string(x) -> bool:
     return isinstance(x, (str, bytes))
 
 
+def generation_vocabulary_size(backbone, tokenizer) -> int:
+    """Ids generation may produce: the tokenizer's vocabulary when it is smaller than the backbone's."""
+    size = tokenizer_vocabulary_size(tokenizer)
+    vocabulary = int(backbone.vocabulary_size)
+    return vocabulary if size is None else min(size, vocabulary)
+
+
 def check_sampler(sampler, vocabulary_size: int) -> None:
     """One clear ValueError for a keras-hub sampler whose parameters cannot sample.
 
@@ -401,10 +408,7 @@ class CausalLM(RecompiledOnLoad, keras.Model):
         return chosen
 
     def _generation_vocabulary_size(self) -> int:
-        """Ids generation may produce: the tokenizer's vocabulary when it is smaller than the backbone's."""
-        size = tokenizer_vocabulary_size(self.tokenizer)
-        vocabulary = int(self.backbone.vocabulary_size)
-        return vocabulary if size is None else min(size, vocabulary)
+        return generation_vocabulary_size(self.backbone, self.tokenizer)
 
     def _encode_prompts(self, prompts):
         """``(list of token-id lists, kind)``; kind tells ``generate`` how to format the answer."""

@@ -27,10 +27,11 @@ from keras_lm.tasks.causal_lm import (
     _to_lists,
     check_sampler,
     default_jit_compile,
+    generation_vocabulary_size,
     restrict_to_vocabulary,
     sampler_next_token,
 )
-from keras_lm.tasks.task import Task, check_not_empty, check_tokenizer_fits, tokenizer_vocabulary_size
+from keras_lm.tasks.task import Task, check_not_empty, check_tokenizer_fits
 from keras_lm.training.saving import RecompiledOnLoad
 from keras_lm.values import is_integer, is_number
 
@@ -419,9 +420,7 @@ class Seq2SeqLM(RecompiledOnLoad, keras.Model):
         return None, chosen
 
     def _generation_vocabulary_size(self) -> int:
-        size = tokenizer_vocabulary_size(self.tokenizer)
-        vocabulary = int(self.backbone.vocabulary_size)
-        return vocabulary if size is None else min(size, vocabulary)
+        return generation_vocabulary_size(self.backbone, self.tokenizer)
 
     def _encode_sources(self, sources):
         """``(list of token-id lists, kind)``; kind tells ``generate`` how to format the answer."""
