@@ -9,6 +9,8 @@
 - ``SpanCorruption``: T5's span corruption (sentinel-replaced spans in, the spans out) on an
   encoder-decoder; ``span_corruption_dataset`` builds its batches, ``random_spans_noise_mask`` its noise.
 - ``cooccurrence_embeddings``: token embeddings from PPMI + SVD of co-occurrence counts.
+- ``full_sentence_dataset``: RoBERTa's FULL-SENTENCES rows (contiguous text across documents, exactly
+  ``sequence_length`` tokens) with masks drawn anew each epoch (dynamic masking).
 - ``causal_lm_dataset``: corpus → multi-document packed causal-LM batches (``pack_documents``).
 """
 from keras_lm.pretraining.bert_pretrainer import BertPretrainer
@@ -16,6 +18,7 @@ from keras_lm.pretraining.causal_lm import CausalLM
 from keras_lm.pretraining.cooccurrence import cooccurrence_embeddings
 from keras_lm.pretraining.causal_lm_data import causal_lm_dataset, pack_documents
 from keras_lm.pretraining.datasets import masked_lm_dataset, next_sentence_dataset
+from keras_lm.pretraining.full_sentences import full_sentence_dataset
 from keras_lm.pretraining.masked_lm import MaskedLM
 from keras_lm.pretraining.masking import MaskedLMMasker
 from keras_lm.pretraining.next_sentence import IS_NEXT, IS_RANDOM, next_sentence_pairs
@@ -39,6 +42,7 @@ __all__ = [
     "SpanCorruption",
     "causal_lm_dataset",
     "cooccurrence_embeddings",
+    "full_sentence_dataset",
     "masked_lm_dataset",
     "next_sentence_dataset",
     "next_sentence_pairs",

@@ -10,7 +10,8 @@ Example:
 """
 from keras_lm.tokenizers.bert_preprocessor import BertPreprocessor
 from keras_lm.tokenizers.byte_pair import END_OF_TEXT, BytePair
+from keras_lm.tokenizers.roberta_preprocessor import RobertaPreprocessor
 from keras_lm.tokenizers.sentence_piece import SentencePiece
 from keras_lm.tokenizers.word_piece import SPECIAL_TOKENS, WordPiece
 
-__all__ = ["BertPreprocessor", "BytePair", "END_OF_TEXT", "SPECIAL_TOKENS", "SentencePiece", "WordPiece"]
+__all__ = ["BertPreprocessor", "BytePair", "END_OF_TEXT", "RobertaPreprocessor", "SPECIAL_TOKENS", "SentencePiece", "WordPiece"]
