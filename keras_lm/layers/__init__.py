@@ -9,7 +9,7 @@ from keras_lm.layers.embeddings import (
     sinusoidal_table,
 )
 from keras_lm.layers.feed_forward import FeedForward
-from keras_lm.layers.heads import MaskedLMHead, NextSentenceHead, Pooler
+from keras_lm.layers.heads import MaskedLMHead, NextSentenceHead, Pooler, ReplacedTokenDetectionHead
 from keras_lm.layers.normalization import RMSNorm
 from keras_lm.layers.pooling import POOLINGS, SentencePooling
 from keras_lm.layers.relative_position import RelativePositionBias, relative_position_bucket
@@ -35,6 +35,7 @@ __all__ = [
     "NextSentenceHead",
     "POOLINGS",
     "Pooler",
+    "ReplacedTokenDetectionHead",
     "SentencePooling",
     "PositionEmbedding",
     "SegmentEmbedding",

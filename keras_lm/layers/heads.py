@@ -1,4 +1,4 @@
-"""Output heads: pooler, masked-LM head tied to the token embedding, next-sentence head."""
+"""Output heads: pooler, masked-LM head tied to the token embedding, next-sentence and replaced-token heads."""
 from __future__ import annotations
 
 import keras
@@ -61,8 +61,9 @@ class Pooler(keras.layers.Layer):
 class MaskedLMHead(keras.layers.Layer):
     """Masked-LM logits at selected positions, with output weights tied to the token embedding.
 
-    ``gather -> Dense(hidden, activation) -> LayerNorm -> x @ embeddings.T + bias``; the logits are
-    float32 under any dtype policy. Without ``token_embedding`` the head owns an untied
+    ``gather -> Dense(width, activation) -> LayerNorm -> x @ embeddings.T + bias``; the logits are
+    float32 under any dtype policy. ``width`` is the token embedding's ``output_dim`` (the hidden
+    size, or ELECTRA's smaller embedding size, as in its generator head). Without ``token_embedding`` the head owns an untied
     ``[hidden, vocabulary_size]`` output kernel.
 
     Tying and saving: ``get_config`` records the embedding's config, so a head restored on its own
@@ -119,16 +120,13 @@ class MaskedLMHead(keras.layers.Layer):
 
     def build(self, sequence_output_shape, mask_positions_shape=None):
         hidden_dim = sequence_output_shape[-1]
+        width = hidden_dim  # of the transform: the embedding width when tied (ELECTRA: embedding_dim)
         if self.token_embedding is not None:
             if not self.token_embedding.built:
                 self.token_embedding.build((None, None))
-            if self.token_embedding.output_dim != hidden_dim:
-                raise ValueError(
-                    f"The token embedding has output_dim={self.token_embedding.output_dim} but the "
-                    f"sequence output has hidden size {hidden_dim}."
-                )
+            width = self.token_embedding.output_dim
         self.transform_dense = keras.layers.Dense(
-            hidden_dim,
+            width,
             activation=self.activation,
             kernel_initializer=clone_initializer(self.kernel_initializer),
             bias_initializer=clone_initializer(self.bias_initializer),
@@ -139,7 +137,7 @@ class MaskedLMHead(keras.layers.Layer):
         self.transform_layer_norm = keras.layers.LayerNormalization(
             epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name="transform_layer_norm"
         )
-        self.transform_layer_norm.build((None, None, hidden_dim))
+        self.transform_layer_norm.build((None, None, width))
         if self.token_embedding is None:
             self.output_kernel = self.add_weight(
                 name="output_kernel",
@@ -237,6 +235,72 @@ class NextSentenceHead(keras.layers.Layer):
         config = super().get_config()
         config.update(
             {
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_lm")
+class ReplacedTokenDetectionHead(keras.layers.Layer):
+    """ELECTRA's discriminator head: one float32 "was this token replaced?" logit per position.
+
+    ``Dense(hidden, activation) -> Dense(1)`` on every position of the sequence output, as
+    transformers' ``ElectraDiscriminatorPredictions`` (``dense``, ``dense_prediction``).
+
+    Args:
+        activation: activation between the two dense layers (ELECTRA: the config's ``hidden_act``, GELU).
+        kernel_initializer, bias_initializer: initializers of the dense layers.
+
+    Example:
+        >>> import numpy as np
+        >>> tuple(ReplacedTokenDetectionHead()(np.zeros((2, 5, 8), "float32")).shape)
+        (2, 5)
+    """
+
+    def __init__(self, activation="gelu", kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.activation = get_activation(activation)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+
+    def build(self, sequence_output_shape):
+        hidden_dim = sequence_output_shape[-1]
+        self.dense = keras.layers.Dense(
+            hidden_dim,
+            activation=self.activation,
+            kernel_initializer=clone_initializer(self.kernel_initializer),
+            bias_initializer=clone_initializer(self.bias_initializer),
+            dtype=self.dtype_policy,
+            name="dense",
+        )
+        self.dense.build((None, None, hidden_dim))
+        self.prediction = keras.layers.Dense(
+            1,
+            kernel_initializer=clone_initializer(self.kernel_initializer),
+            bias_initializer=clone_initializer(self.bias_initializer),
+            dtype=self.dtype_policy,
+            name="prediction",
+        )
+        self.prediction.build((None, None, hidden_dim))
+
+    def call(self, sequence_output):
+        logits = self.prediction(self.dense(sequence_output))
+        return ops.cast(ops.squeeze(logits, axis=-1), "float32")
+
+    def compute_output_shape(self, sequence_output_shape):
+        return tuple(sequence_output_shape[:-1])
+
+    def compute_output_spec(self, sequence_output):
+        return keras.KerasTensor(tuple(sequence_output.shape[:-1]), dtype="float32")
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "activation": serialize_activation(self.activation),
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
                 "bias_initializer": keras.initializers.serialize(self.bias_initializer),
             }

@@ -18,11 +18,13 @@ def truncated_normal(stddev: float = 0.02):
 
 
 def check_encoder_config(vocabulary_size, num_layers, num_heads, hidden_dim, intermediate_dim,
-                         max_sequence_length, num_segments, dropout) -> None:
+                         max_sequence_length, num_segments, dropout, embedding_dim=None) -> None:
     """Raise one clear ValueError for an impossible encoder configuration."""
     check_positive_integers(vocabulary_size=vocabulary_size, num_layers=num_layers, num_heads=num_heads,
                             hidden_dim=hidden_dim, intermediate_dim=intermediate_dim,
                             max_sequence_length=max_sequence_length, num_segments=num_segments)
+    if embedding_dim is not None:
+        check_positive_integers(embedding_dim=embedding_dim)
     check_heads(hidden_dim, num_heads)
     check_dropout(dropout)
 
@@ -31,8 +33,8 @@ def check_encoder_config(vocabulary_size, num_layers, num_heads, hidden_dim, int
 class Encoder(Backbone):
     """Bidirectional transformer encoder: embeddings, ``num_layers`` blocks and a pooler.
 
-    ``token + position + segment embeddings -> LayerNorm -> Dropout -> TransformerBlock
-    x num_layers``; the pooled output is ``tanh(Dense(h[:, 0]))``. Blocks are named
+    ``token + position + segment embeddings -> LayerNorm -> Dropout [-> Dense projection] ->
+    TransformerBlock x num_layers``; the pooled output is ``tanh(Dense(h[:, 0]))``. Blocks are named
     ``transformer_layer_{i}`` and the pooler ``pooler``, so per-layer outputs are reachable as
     ``encoder.get_layer(f"transformer_layer_{i}").output``.
 
@@ -55,6 +57,9 @@ class Encoder(Backbone):
         attention_implementation: ``"auto"`` (the fastest exact kernel for the device, see
             ``keras_lm.layers.MultiHeadAttention``), ``"fused"`` or ``"explicit"``.
         dtype: a dtype or ``keras.DTypePolicy`` (e.g. ``"mixed_bfloat16"``); None uses the global policy.
+        embedding_dim: width of the token/position/segment embeddings and their LayerNorm (ELECTRA,
+            ALBERT); when it differs from ``hidden_dim`` a Dense layer ``embedding_projection`` maps
+            the embeddings to ``hidden_dim`` before the blocks. None: ``hidden_dim``, no projection.
 
     Example:
         >>> import numpy as np
@@ -82,30 +87,26 @@ class Encoder(Backbone):
         norm_first: bool = False,
         attention_implementation: str = "auto",
         dtype=None,
+        embedding_dim: int | None = None,
         **kwargs,
     ):
         self._check_kwargs(type(self).__name__, kwargs)
         check_encoder_config(vocabulary_size, num_layers, num_heads, hidden_dim, intermediate_dim,
-                             max_sequence_length, num_segments, dropout)
+                             max_sequence_length, num_segments, dropout, embedding_dim)
         check_choice("attention_implementation", attention_implementation, IMPLEMENTATIONS)
         activation = get_activation(activation)
         dtype = self._resolve_dtype(dtype)
+        embedding_width = hidden_dim if embedding_dim is None else embedding_dim
 
         # === Layers ===
-        token_embedding = TokenEmbedding(
-            vocabulary_size, hidden_dim, embeddings_initializer=truncated_normal(),
-            dtype=dtype, name="token_embedding",
+        token_embedding, position_embedding, segment_embedding, embeddings_layer_norm = self._embedding_layers(
+            vocabulary_size, embedding_width, max_sequence_length, num_segments, layer_norm_epsilon, dtype
         )
-        position_embedding = PositionEmbedding(
-            max_sequence_length, initializer=truncated_normal(), dtype=dtype, name="position_embedding"
-        )
-        segment_embedding = SegmentEmbedding(
-            num_segments, hidden_dim, embeddings_initializer=truncated_normal(),
-            dtype=dtype, name="segment_embedding",
-        )
-        embeddings_layer_norm = keras.layers.LayerNormalization(
-            epsilon=layer_norm_epsilon, dtype=dtype, name="embeddings_layer_norm"
-        )
+        embedding_projection = None
+        if embedding_width != hidden_dim:
+            embedding_projection = keras.layers.Dense(
+                hidden_dim, kernel_initializer=truncated_normal(), dtype=dtype, name="embedding_projection"
+            )
         embeddings_dropout = keras.layers.Dropout(dropout, dtype=dtype, name="embeddings_dropout")
         transformer_layers = [
             TransformerBlock(
@@ -129,6 +130,8 @@ class Encoder(Backbone):
         tokens = token_embedding(inputs["token_ids"])
         x = tokens + position_embedding(tokens) + segment_embedding(inputs["segment_ids"])
         x = embeddings_dropout(embeddings_layer_norm(x))
+        if embedding_projection is not None:
+            x = embedding_projection(x)
         for block in transformer_layers:
             x = block(x, padding_mask=inputs["padding_mask"])
         outputs = {"sequence_output": x, "pooled_output": pooler(x)}
@@ -153,6 +156,29 @@ class Encoder(Backbone):
         self.layer_norm_epsilon = layer_norm_epsilon
         self.norm_first = norm_first
         self.attention_implementation = attention_implementation
+        self.embedding_dim = embedding_dim
+
+    def _embedding_layers(self, vocabulary_size, embedding_dim, max_sequence_length, num_segments,
+                          layer_norm_epsilon, dtype) -> tuple:
+        """``(token, position, segment embedding, embeddings LayerNorm)`` layers of width ``embedding_dim``.
+
+        Called before the graph is built; a subclass may return layers it shares with another model.
+        """
+        token_embedding = TokenEmbedding(
+            vocabulary_size, embedding_dim, embeddings_initializer=truncated_normal(),
+            dtype=dtype, name="token_embedding",
+        )
+        position_embedding = PositionEmbedding(
+            max_sequence_length, initializer=truncated_normal(), dtype=dtype, name="position_embedding"
+        )
+        segment_embedding = SegmentEmbedding(
+            num_segments, embedding_dim, embeddings_initializer=truncated_normal(),
+            dtype=dtype, name="segment_embedding",
+        )
+        embeddings_layer_norm = keras.layers.LayerNormalization(
+            epsilon=layer_norm_epsilon, dtype=dtype, name="embeddings_layer_norm"
+        )
+        return token_embedding, position_embedding, segment_embedding, embeddings_layer_norm
 
     def get_config(self):
         return {
@@ -169,4 +195,5 @@ class Encoder(Backbone):
             "layer_norm_epsilon": self.layer_norm_epsilon,
             "norm_first": self.norm_first,
             "attention_implementation": self.attention_implementation,
+            "embedding_dim": self.embedding_dim,
         }

@@ -6,6 +6,8 @@
 - ``next_sentence_dataset`` / ``masked_lm_dataset``: corpus → packed, masked training batches
   (what ``BertPretrainer.dataset`` / ``MaskedLM.dataset`` return).
 - ``CausalLM``: next-token prediction on packed documents, with held-out perplexity.
+- ``ReplacedTokenDetection``: ELECTRA (a small generator fills masked positions, the discriminator
+  tells replaced tokens from originals; the two share their embeddings).
 - ``SpanCorruption``: T5's span corruption (sentinel-replaced spans in, the spans out) on an
   encoder-decoder; ``span_corruption_dataset`` builds its batches, ``random_spans_noise_mask`` its noise.
 - ``cooccurrence_embeddings``: token embeddings from PPMI + SVD of co-occurrence counts.
@@ -22,6 +24,7 @@ from keras_lm.pretraining.full_sentences import full_sentence_dataset
 from keras_lm.pretraining.masked_lm import MaskedLM
 from keras_lm.pretraining.masking import MaskedLMMasker
 from keras_lm.pretraining.next_sentence import IS_NEXT, IS_RANDOM, next_sentence_pairs
+from keras_lm.pretraining.replaced_token_detection import ReplacedTokenDetection
 from keras_lm.pretraining.span_corruption import SpanCorruption
 from keras_lm.pretraining.span_corruption_data import (
     random_spans_noise_mask,
@@ -39,6 +42,7 @@ __all__ = [
     "IS_RANDOM",
     "MaskedLM",
     "MaskedLMMasker",
+    "ReplacedTokenDetection",
     "SpanCorruption",
     "causal_lm_dataset",
     "cooccurrence_embeddings",
