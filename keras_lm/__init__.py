@@ -21,6 +21,7 @@ from keras_lm import models  # noqa: E402
 from keras_lm import applications  # noqa: E402
 from keras_lm import training  # noqa: E402
 from keras_lm import pretraining  # noqa: E402
+from keras_lm import evaluation  # noqa: E402
 from keras_lm import tasks  # noqa: E402
 from keras_lm import export  # noqa: E402
 

@@ -1,4 +1,6 @@
 """Serving SavedModels: raw `tf.string` text in, named outputs out (what TF Serving loads)."""
+import importlib
+
 import keras
 import tensorflow as tf
 
@@ -36,6 +38,9 @@ def serving(task, directory: str, overwrite: bool = False, protected=(), **optio
     `prompts` and `max_new_tokens` and returns the generated `text`; see `keras_lm.export.generation`.
     For a `Seq2SeqLM` with a tokenizer: `serving_default` takes `sources` and returns their translations
     `text`; `options` (`num_beams`, `length_penalty`, `max_new_tokens`) go to `keras_lm.export.seq2seq`.
+    For a `TokenClassifier`: `text` → `words`, `tag_ids`, `tags`, `num_words` (one tag per word).
+    For a `SpanQA`: `question` and `context` → `answer`, `start`, `end` (character offsets), `score`.
+    For a `MultipleChoice`: `context` [batch] and `choices` [batch, choices] → `probabilities`, `choice`.
     Loading the export needs `import tensorflow_text` in the loading process (its tokenizer ops).
 
     `overwrite=True` replaces only a previous serving export (one holding the `.keras_lm_export`
@@ -48,9 +53,17 @@ def serving(task, directory: str, overwrite: bool = False, protected=(), **optio
         >>> served = tf.saved_model.load("serving/sentiment/1")  # doctest: +SKIP
         >>> served.signatures["serving_default"](text=tf.constant(["a gem"]))  # doctest: +SKIP
     """
-    from keras_lm.tasks import CausalLM, Classifier, SentenceEncoder, Seq2SeqLM
+    from keras_lm.tasks import CausalLM, Classifier, MultipleChoice, SentenceEncoder, Seq2SeqLM, SpanQA, TokenClassifier
 
     refuse_unsafe_directory(directory, protected)
+    headed = {TokenClassifier: "token_classifier", SpanQA: "span_qa", MultipleChoice: "multiple_choice"}
+    for task_class, module in headed.items():
+        if isinstance(task, task_class):
+            if options:
+                raise TypeError(f"keras_lm.export.serving of a {type(task).__name__} takes no options; got "
+                                f"{', '.join(sorted(options))}.")
+            export = getattr(importlib.import_module(f"keras_lm.export.{module}_serving"), f"{module}_serving")
+            return export(task, directory, overwrite=overwrite, protected=protected)
     if isinstance(task, Seq2SeqLM):
         from keras_lm.export.seq2seq import seq2seq_serving
 
@@ -74,7 +87,7 @@ def serving(task, directory: str, overwrite: bool = False, protected=(), **optio
     else:
         raise TypeError(
             f"No serving export for {type(task).__name__} yet; supported: Classifier, SentenceEncoder, CausalLM, "
-            "Seq2SeqLM."
+            "Seq2SeqLM, TokenClassifier, SpanQA, MultipleChoice."
         )
     print(f"[export] writing serving SavedModel to {directory}")
     with atomic_directory(directory, overwrite, kind="serving", protected=protected) as staging:

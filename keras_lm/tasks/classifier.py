@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_lm.applications.checkpoint_hf import CheckpointError
 from keras_lm.layers import SentencePooling
 from keras_lm.tasks.saved_model import (
     ENCODER_DIR,
@@ -121,6 +122,8 @@ class Classifier(Task):
             pooler on ``[CLS]``, as BERT), ``"mean"`` the average of ``sequence_output`` over the real
             tokens (better for encoders pretrained without next-sentence prediction, whose pooler and
             ``[CLS]`` vector were never trained).
+        label_names: optional class names ordered by id (e.g. a checkpoint's ``id2label``); kept on
+            the model and in its config.
 
     Example:
         >>> encoder = keras_lm.applications.Bert("tiny", vocabulary_size=1000)  # doctest: +SKIP
@@ -130,9 +133,11 @@ class Classifier(Task):
     """
 
     def __init__(self, backbone, num_classes: int, preprocessor=None, dropout: float = 0.1,
-                 pooling: str = "cls", **kwargs):
+                 pooling: str = "cls", label_names=None, **kwargs):
         if int(num_classes) < 2:
             raise ValueError(f"`num_classes` must be at least 2, got {num_classes}.")
+        if label_names is not None and len(label_names) != int(num_classes):
+            raise ValueError(f"`label_names` has {len(label_names)} names for {num_classes} classes.")
         if pooling not in CLASSIFIER_POOLINGS:
             raise ValueError(f"Unknown pooling {pooling!r}; use one of {', '.join(CLASSIFIER_POOLINGS)}.")
         check_tokenizer_fits(backbone, getattr(preprocessor, "tokenizer", None))
@@ -157,6 +162,7 @@ class Classifier(Task):
         self.num_classes = int(num_classes)
         self.dropout = dropout
         self.pooling = pooling
+        self.label_names = None if label_names is None else tuple(str(name) for name in label_names)
 
     @classmethod
     def from_saved_model(cls, directory: str, num_classes: int, **kwargs) -> "Classifier":
@@ -176,6 +182,70 @@ class Classifier(Task):
     def from_keras_file(cls, path: str, num_classes: int, **kwargs) -> "Classifier":
         """Starts from a `.keras` file holding a backbone or a pretrainer (its `.backbone`)."""
         return cls(load_backbone_file(path), num_classes, **kwargs)
+
+    @classmethod
+    def from_hf(cls, source, num_classes: int | None = None, preprocessor=None, config=None, dtype=None,
+                **kwargs) -> "Classifier":
+        """A classifier on a Hugging Face transformers encoder checkpoint, with its head when it has one.
+
+        The backbone is imported as ``keras_lm.applications.Bert.from_hf`` does. A
+        ``BertForSequenceClassification`` checkpoint (``classifier.weight``/``bias``) also gives the
+        head, so the logits equal transformers' (pooled output -> dropout -> dense); its class
+        count comes from the weights, its ``label_names`` from ``id2label``, its dropout from
+        ``classifier_dropout`` (else ``hidden_dropout_prob``). A checkpoint without a head gets a
+        fresh one of ``num_classes``. The families read are the entries of
+        ``keras_lm.tasks.hf_heads.HF_ENCODER_FAMILIES`` (``model_type`` in ``config.json``).
+
+        Args:
+            source: a checkpoint directory, an in-memory transformers model, a state dict with
+                ``config=``, or a hub name (downloaded when the network allows).
+            num_classes: needed for a checkpoint without a head; with a head it must equal the head's.
+            preprocessor: optional, e.g. ``BertPreprocessor.from_hf(directory, sequence_length=128)``.
+            config: the transformers config when ``source`` is a state dict.
+            dtype: dtype policy of the backbone.
+            **kwargs: other ``Classifier`` arguments (``dropout``, ``name``, ...).
+
+        Raises:
+            keras_lm.applications.CheckpointError: an unknown ``model_type``, a missing tensor or a
+                shape that does not fit (the message names the tensor), or a ``num_classes`` that
+                differs from the checkpoint's head.
+
+        Example:
+            >>> classifier = Classifier.from_hf("path/to/bert-sst2")  # doctest: +SKIP
+            >>> classifier.label_names  # doctest: +SKIP
+            ('negative', 'positive')
+        """
+        from keras_lm.tasks.hf_heads import import_encoder_with_head
+
+        imported = import_encoder_with_head(source, "sequence_classification", "Classifier.from_hf",
+                                            config=config, dtype=dtype)
+        label_names = imported.label_names()
+        if not imported.has_head:
+            if num_classes is None:
+                raise ValueError(f"{imported.head.source} has no classification head "
+                                 f"('{imported.head.source_name('classifier.weight')}'): pass num_classes=.")
+            names = label_names if label_names is not None and len(label_names) == int(num_classes) else None
+            return cls(imported.backbone, num_classes, preprocessor=preprocessor,
+                       label_names=kwargs.pop("label_names", names), **kwargs)
+        prefix = imported.prefix
+        outputs, _ = imported.head.dense_shape(prefix)
+        weight_name = imported.head.source_name(prefix + ".weight")
+        if num_classes is not None and int(num_classes) != outputs:
+            raise CheckpointError(
+                f"{imported.head.source} has a {outputs}-class head ('{weight_name}'), not {num_classes} classes. "
+                f"Omit num_classes to use it, or start a fresh head: Classifier(Bert.from_hf(...), {num_classes})."
+            )
+        if outputs < 2:
+            raise CheckpointError(f"'{weight_name}' in {imported.head.source} has {outputs} output (a regression "
+                                  "head); Classifier needs at least 2 classes.")
+        if label_names is not None and len(label_names) != outputs:
+            raise CheckpointError(f"config.json of {imported.head.source} names {len(label_names)} labels "
+                                  f"(id2label), but '{weight_name}' has {outputs} rows.")
+        kwargs.setdefault("dropout", imported.dropout())
+        classifier = cls(imported.backbone, outputs, preprocessor=preprocessor,
+                         label_names=kwargs.pop("label_names", label_names), **kwargs)
+        imported.head.copy_dense(classifier.get_layer("logits"), prefix)
+        return classifier
 
     def compile(self, optimizer="adam", loss="auto", metrics="auto", **kwargs):
         """Defaults: sparse categorical cross-entropy on logits and accuracy."""
@@ -271,6 +341,7 @@ class Classifier(Task):
             "num_classes": self.num_classes,
             "dropout": self.dropout,
             "pooling": self.pooling,
+            "label_names": None if self.label_names is None else list(self.label_names),
         }
 
 

@@ -108,7 +108,7 @@ class Task(RecompiledOnLoad, keras.Model):
             parts = tuple(p for p in (x, y, sample_weight) if p is not None)
             if isinstance(x, (str, bytes)):
                 raise ValueError("Pass a list or array of strings, not a single string.")
-            dataset = tf.data.Dataset.from_tensor_slices(parts if len(parts) > 1 else parts[0])
+            dataset = tf.data.Dataset.from_tensor_slices(parts)  # a 1-tuple keeps a text pair whole
             if shuffle:
                 dataset = dataset.shuffle(len(x), seed=0)
             dataset = dataset.batch(batch_size or DEFAULT_BATCH_SIZE)

@@ -184,6 +184,7 @@ def test_quick_profile_puts_real_ops_into_categories_summing_to_100(quick_mlm_an
     assert profile_md.startswith(f"Machine: {results['machine']}") and "| optimizer update |" in profile_md
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_serving_section_through_the_cli_writes_json_and_a_readme_table(tmp_path):
     from keras_lm.cli import main
 

@@ -23,6 +23,7 @@ def test_recipe_keys_are_the_workflow_arguments():
     assert list(recipe) == ["train_byte_pair", "pretrain_causal_lm", "generate"]
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_miniature_gpt_pretraining_through_the_cli(tmp_path):
     output = tmp_path / "run"
     overrides = [

@@ -218,6 +218,7 @@ def test_step_history_recovers_each_step_from_the_running_means():
     np.testing.assert_allclose(history.losses, per_batch * 2, rtol=1e-5)
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_seed_runs_restart_from_scratch_each_time(tmp_path):
     """Seeds 0, 1, 0 on one compiled classifier: the third run repeats the first exactly (weights,
     optimizer state and dropout all restarted), the second differs."""
@@ -306,6 +307,7 @@ def test_transfer_embeddings_keeps_the_embedding_block_and_draws_the_blocks_like
             np.testing.assert_array_equal(values[id(variable)], random_start[variable.name])
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_pretraining_starts_token_embeddings_from_cooccurrences_and_can_keep_them(tmp_path, movie_vocabulary):
     """token_embeddings="cooccurrence": the seen tokens start at the PPMI + SVD vectors of the corpus;
     with train_token_embeddings=False masked LM trains everything but them."""
