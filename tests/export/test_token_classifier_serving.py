@@ -98,3 +98,14 @@ def test_refuses_other_tasks_and_taggers_without_preprocessor_and_keeps_old_expo
     assert sorted(os.listdir(directory)) == before
     assert [p for p in os.listdir(tmp_path) if p.startswith(".")] == []
     assert keras.saving.get_registered_object("keras_lm>TokenClassifier") is TokenClassifier
+
+
+def test_keras_lm_export_serving_routes_each_head_to_its_export(tagger, tmp_path):
+    """`keras_lm.export.serving` writes the head's own signature (text -> words and tags) and refuses
+    options that only generation exports take."""
+    directory = keras_lm.export.serving(tagger, str(tmp_path / "tagger"))
+    signature = tf.saved_model.load(directory).signatures["serving_default"]
+    assert set(signature.structured_outputs) == {"words", "tag_ids", "tags", "num_words"}
+    with pytest.raises(TypeError, match="takes no options"):
+        keras_lm.export.serving(tagger, str(tmp_path / "other"), num_beams=4)
+    assert not os.path.exists(tmp_path / "other")
