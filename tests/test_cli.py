@@ -203,6 +203,7 @@ def _printed(out):
     return out.split("\n")[:-1]  # one line per source (a translation may be empty)
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_generate_translates_with_a_seq2seq_export_and_its_keras_file(capsys, run_with_seq2seq, run_with_classifier):
     import keras
 

@@ -40,6 +40,7 @@ def _figure(text: str, pattern: str) -> float:
     return float(found.group(1))
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_miniature_recipe_end_to_end(tmp_path):
     import keras
     import sacrebleu

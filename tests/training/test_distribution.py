@@ -149,6 +149,7 @@ def test_two_workers_finish_with_identical_weights_equal_to_single_device(tmp_pa
     assert workers[0]["loss"][-1] < workers[0]["loss"][0]  # it did train
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_worker_whose_peer_dies_exits_with_one_clear_error(tmp_path):
     start = time.monotonic()
     processes = start_workers(tmp_path, extra_args=((), ("--die-after-step", "2")))
