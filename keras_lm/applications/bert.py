@@ -29,28 +29,31 @@ BERT_SIZES = types.MappingProxyType(
 _ARCHITECTURE_KEYS = ("num_layers", "hidden_dim", "num_heads")
 
 
-def bert_config(size: str | None, vocabulary_size: int, overrides: dict) -> dict:
+def bert_config(size: str | None, vocabulary_size: int, overrides: dict, family: tuple = ("Bert", "BERT"),
+                defaults: dict | None = None) -> dict:
     """Encoder keyword arguments for a BERT size plus explicit overrides.
 
     ``intermediate_dim`` defaults to ``4 * hidden_dim`` of the final (overridden) width.
     ``size=None`` means a custom shape: ``num_layers``, ``hidden_dim`` and ``num_heads`` must be given.
+    Families with BERT's shapes (RoBERTa) pass their ``(class name, display name)`` for messages and
+    their own ``defaults`` in place of BERT's (segments, activation, epsilon).
     """
+    class_name, display_name = family
     if size is None:
         missing = [key for key in _ARCHITECTURE_KEYS if key not in overrides]
         if missing:
-            raise ValueError(f"Bert(size=None) needs explicit {', '.join(missing)}.")
+            raise ValueError(f"{class_name}(size=None) needs explicit {', '.join(missing)}.")
         base = {}
     elif size in BERT_SIZES:
         base = {key: BERT_SIZES[size][key] for key in _ARCHITECTURE_KEYS}
     else:
-        raise ValueError(f"Unknown BERT size {size!r}; known sizes: {', '.join(BERT_SIZES)}.")
+        raise ValueError(f"Unknown {display_name} size {size!r}; known sizes: {', '.join(BERT_SIZES)}.")
     config = {
         **base,
         "vocabulary_size": vocabulary_size,
         "max_sequence_length": 512,
-        "num_segments": 2,
-        "activation": "gelu_approximate",
-        "layer_norm_epsilon": 1e-12,
+        **(defaults if defaults is not None else
+           {"num_segments": 2, "activation": "gelu_approximate", "layer_norm_epsilon": 1e-12}),
     }
     config.update(overrides)
     config.setdefault("intermediate_dim", 4 * config["hidden_dim"])

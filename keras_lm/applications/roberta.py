@@ -18,12 +18,13 @@ import types
 
 import keras
 
-from keras_lm.applications.bert import BERT_SIZES
+from keras_lm.applications.bert import BERT_SIZES, bert_config
 from keras_lm.models import Encoder
 
 ROBERTA_SIZES = types.MappingProxyType(dict(BERT_SIZES))
 """Same shapes as ``BERT_SIZES``: tiny, mini, small, medium, base (12/768/12) and large (24/1024/16)."""
-_ARCHITECTURE_KEYS = ("num_layers", "hidden_dim", "num_heads")
+#: RoBERTa's own settings on BERT's shapes: one segment type, exact GELU, LayerNorm epsilon 1e-5.
+ROBERTA_DEFAULTS = types.MappingProxyType({"num_segments": 1, "activation": "gelu", "layer_norm_epsilon": 1e-5})
 
 
 def roberta_config(size: str | None, vocabulary_size: int, overrides: dict) -> dict:
@@ -32,26 +33,8 @@ def roberta_config(size: str | None, vocabulary_size: int, overrides: dict) -> d
     ``intermediate_dim`` defaults to ``4 * hidden_dim``; ``size=None`` needs ``num_layers``,
     ``hidden_dim`` and ``num_heads`` among the overrides.
     """
-    if size is None:
-        missing = [key for key in _ARCHITECTURE_KEYS if key not in overrides]
-        if missing:
-            raise ValueError(f"Roberta(size=None) needs explicit {', '.join(missing)}.")
-        base = {}
-    elif size in ROBERTA_SIZES:
-        base = {key: ROBERTA_SIZES[size][key] for key in _ARCHITECTURE_KEYS}
-    else:
-        raise ValueError(f"Unknown RoBERTa size {size!r}; known sizes: {', '.join(ROBERTA_SIZES)}.")
-    config = {
-        **base,
-        "vocabulary_size": vocabulary_size,
-        "max_sequence_length": 512,
-        "num_segments": 1,
-        "activation": "gelu",
-        "layer_norm_epsilon": 1e-5,
-    }
-    config.update(overrides)
-    config.setdefault("intermediate_dim", 4 * config["hidden_dim"])
-    return config
+    return bert_config(size, vocabulary_size, overrides, family=("Roberta", "RoBERTa"),
+                       defaults=dict(ROBERTA_DEFAULTS))
 
 
 @keras.saving.register_keras_serializable(package="keras_lm")
