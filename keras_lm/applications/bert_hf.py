@@ -272,6 +272,19 @@ def _size_name(kwargs: dict) -> str | None:
     return next((name for name, table in BERT_SIZES.items() if dict(table) == shape), None)
 
 
+def copy_transformer_blocks(porter, model) -> None:
+    """Copies transformers' ``encoder.layer.N.*`` tensors (BERT, RoBERTa, ELECTRA) into ``model``'s blocks."""
+    for i, block in enumerate(model.transformer_layers):
+        prefix = f"encoder.layer.{i}"
+        attention = prefix + ".attention"
+        porter.fused_dense(block.self_attention.qkv_dense, [f"{attention}.self.{p}" for p in ("query", "key", "value")])
+        porter.dense(block.self_attention.output_dense, attention + ".output.dense")
+        porter.layer_norm(block.self_attention_norm, attention + ".output.LayerNorm")
+        porter.dense(block.feed_forward.intermediate_dense, prefix + ".intermediate.dense")
+        porter.dense(block.feed_forward.output_dense, prefix + ".output.dense")
+        porter.layer_norm(block.feed_forward_norm, prefix + ".output.LayerNorm")
+
+
 def bert_from_weights(cls, weights: BertWeights, dtype=None):
     """A new ``cls`` (a ``Bert``) holding the backbone weights of ``weights``; nothing is returned
     half-loaded. Without a pooler in the checkpoint the pooler keeps its initialization: the result's
@@ -283,15 +296,7 @@ def bert_from_weights(cls, weights: BertWeights, dtype=None):
     porter.array(model.position_embedding.embeddings, "embeddings.position_embeddings.weight")
     porter.array(model.segment_embedding.embeddings, "embeddings.token_type_embeddings.weight")
     porter.layer_norm(model.get_layer("embeddings_layer_norm"), "embeddings.LayerNorm")
-    for i, block in enumerate(model.transformer_layers):
-        prefix = f"encoder.layer.{i}"
-        attention = prefix + ".attention"
-        porter.fused_dense(block.self_attention.qkv_dense, [f"{attention}.self.{p}" for p in ("query", "key", "value")])
-        porter.dense(block.self_attention.output_dense, attention + ".output.dense")
-        porter.layer_norm(block.self_attention_norm, attention + ".output.LayerNorm")
-        porter.dense(block.feed_forward.intermediate_dense, prefix + ".intermediate.dense")
-        porter.dense(block.feed_forward.output_dense, prefix + ".output.dense")
-        porter.layer_norm(block.feed_forward_norm, prefix + ".output.LayerNorm")
+    copy_transformer_blocks(porter, model)
     untrained = ()
     if "pooler.dense.weight" in weights.state or "pooler.dense.bias" in weights.state:
         porter.dense(model.pooler.dense, "pooler.dense")

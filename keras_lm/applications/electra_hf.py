@@ -29,6 +29,7 @@ from keras_lm.applications.bert_hf import (
     BertWeights,
     _Porter,
     canonical_bert_state,
+    copy_transformer_blocks,
     encoder_kwargs_from_bert_config,
 )
 from keras_lm.applications.checkpoint_hf import CheckpointError, read_hf_checkpoint
@@ -181,15 +182,7 @@ def electra_from_weights(cls, weights: ElectraWeights, dtype=None, discriminator
         porter.used.update(_SHARED_EMBEDDINGS)
     if model.embedding_dim not in (None, model.hidden_dim):
         porter.dense(model.get_layer("embedding_projection"), "embeddings_project")
-    for i, block in enumerate(model.transformer_layers):
-        prefix = f"encoder.layer.{i}"
-        attention = prefix + ".attention"
-        porter.fused_dense(block.self_attention.qkv_dense, [f"{attention}.self.{p}" for p in ("query", "key", "value")])
-        porter.dense(block.self_attention.output_dense, attention + ".output.dense")
-        porter.layer_norm(block.self_attention_norm, attention + ".output.LayerNorm")
-        porter.dense(block.feed_forward.intermediate_dense, prefix + ".intermediate.dense")
-        porter.dense(block.feed_forward.output_dense, prefix + ".output.dense")
-        porter.layer_norm(block.feed_forward_norm, prefix + ".output.LayerNorm")
+    copy_transformer_blocks(porter, model)
     _check_all_backbone_weights_used(porter)
     model.untrained_layers = ("pooler",)
     return model
