@@ -49,7 +49,7 @@ def plot_loss_curves(metrics: dict, path: str) -> None:
 
 def _plot_pretraining_losses(axis, pretraining: dict) -> None:
     curves = pretraining.get("train_curves", {})
-    named = [(name, curves[name]) for name in ("mlm_loss", "nsp_loss") if curves.get(name)]
+    named = [(name, curves[name]) for name in ("mlm_loss", "nsp_loss", "rtd_loss") if curves.get(name)]
     if not named and pretraining.get("train_loss_curve"):
         named = [("loss", pretraining["train_loss_curve"])]
     window = max(10, len(named[0][1]) // 50) if named else 10
@@ -65,8 +65,9 @@ def _plot_pretraining_losses(axis, pretraining: dict) -> None:
 def _plot_held_out(axis, pretraining: dict) -> None:
     points = pretraining.get("held_out_curve", [])
     curves = pretraining.get("train_curves", {})
-    for i, name in enumerate(("mlm_accuracy", "nsp_accuracy")):
-        label = name.replace("_", " ").upper().replace("ACCURACY", "accuracy")
+    names = ("mlm_accuracy", "nsp_accuracy", "rtd_accuracy", "rtd_replaced_accuracy")
+    for i, name in enumerate(names):
+        label = name.replace("_", " ").upper().replace("ACCURACY", "accuracy").replace("REPLACED", "replaced")
         if points and name in points[0]:
             axis.plot([p["step"] for p in points], [p[name] for p in points], "o-", color=f"C{i}",
                       label=f"held-out {label}")
@@ -191,7 +192,7 @@ def _pretraining_lines(metrics: dict) -> list:
     before, after = p["validation_before"], p["validation_after"]
     corpus = " + ".join(p.get("corpus", [])) or "?"
     lines += [
-        f"- Pretraining: Bert('{p['size']}'), {p['parameters']:,} parameters, "
+        f"- Pretraining: {p.get('backbone_class', 'Bert')} of Bert('{p['size']}')'s shape, {p['parameters']:,} parameters, "
         f"{p.get('precision', 'float32')}, objective {p.get('objective', 'mlm+nsp')} on {corpus} "
         f"(train splits), {p['steps']} steps of {p['batch_size']}x{p['sequence_length']} in "
         f"{p['seconds']} s ({p['tokens_per_second']:,.0f} tokens/s)",
@@ -202,18 +203,19 @@ def _pretraining_lines(metrics: dict) -> list:
             f"{' + '.join(p.get('embedding_corpus', [])) or '?'} (train splits)"
             + ("; kept fixed during masked LM" if p.get("train_token_embeddings") is False else "")
         )
+    if p.get("objective") == "rtd":
+        columns = (("generator MLM accuracy", "mlm_accuracy"), ("replaced-token detection accuracy", "rtd_accuracy"),
+                   ("accuracy on replaced tokens", "rtd_replaced_accuracy"))
+    else:
+        columns = (("MLM accuracy", "mlm_accuracy"), ("NSP accuracy", "nsp_accuracy"))
     lines += [
         "",
-        "| held-out text (validation splits) | loss | MLM accuracy | NSP accuracy |",
-        "|---|---|---|---|",
+        f"| held-out text (validation splits) | loss | {' | '.join(title for title, _ in columns)} |",
+        "|---|---|" + "---|" * len(columns),
     ]
     for name, values in (("untrained", before), ("pretrained", after)):
-        nsp = values.get("nsp_accuracy")
-        lines.append(
-            f"| {name} | {values.get('loss', float('nan')):.3f} | "
-            f"{values.get('mlm_accuracy', float('nan')):.3f} | "
-            f"{'no NSP objective' if nsp is None else f'{nsp:.3f}'} |"
-        )
+        cells = [f"{values[key]:.3f}" if key in values else "no such objective" for _, key in columns]
+        lines.append(f"| {name} | {values.get('loss', float('nan')):.3f} | {' | '.join(cells)} |")
     return lines + [""]
 
 

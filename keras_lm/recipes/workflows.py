@@ -34,8 +34,11 @@ SERVING_EXPORT = os.path.join("serving", "1")
 POSITIVE_COUNTS = ("steps", "batch_size", "sequence_length", "vocabulary_size", "epochs",
                    "max_predictions", "max_train_examples", "eval_batches", "random_init_epochs",
                    "evaluations")
-#: Pretraining objectives: masked LM alone (RoBERTa's choice) or with next-sentence prediction (BERT).
-OBJECTIVES = ("mlm", "mlm+nsp")
+#: Pretraining objectives: masked LM alone (RoBERTa's choice), with next-sentence prediction (BERT), or
+#: ELECTRA's replaced-token detection ("rtd": a small generator's samples judged by the encoder).
+OBJECTIVES = ("mlm", "mlm+nsp", "rtd")
+#: The ELECTRA generator's width as a fraction of the discriminator's (the paper's 1/4 for small models).
+GENERATOR_FRACTION = 0.25
 #: How `pretrain` starts the token embeddings: drawn at random, or from co-occurrence statistics.
 TOKEN_EMBEDDINGS = ("random", "cooccurrence")
 #: Sentences of a labelled sentence dataset (e.g. movie_snippets) joined into one pretraining document.
@@ -284,12 +287,16 @@ def pretrain(
     token_embeddings: str = "random",
     embedding_corpus: str | tuple | None = None,
     train_token_embeddings: bool = True,
+    discriminator_weight: float = 50.0,
 ) -> str:
-    """Pretrains `Bert(size)` for `steps` steps with masked LM (+ next-sentence prediction).
+    """Pretrains an encoder of `Bert(size)`'s shape for `steps` steps.
 
     `corpus` is one corpus or a list whose train splits are mixed (see `documents`); only train
     splits are pretrained on. `objective` is "mlm+nsp" (BERT: masked LM + next-sentence
-    prediction on segment pairs) or "mlm" (masked LM alone on full rows, as RoBERTa). The
+    prediction on segment pairs), "mlm" (masked LM alone on full rows, as RoBERTa) or "rtd"
+    (ELECTRA: the encoder is an `Electra` discriminator of the same shape, trained with
+    `keras_lm.pretraining.ReplacedTokenDetection` against a generator a quarter as wide that
+    shares its embeddings; loss = generator MLM + `discriminator_weight` x detection). The
     held-out loss and accuracies are measured `evaluations` times during training, on the
     validation splits of the corpora (for the report's curves), and before and after training.
     `norm_first` (pre-LayerNorm blocks) and `dropout` shape the encoder, as in
@@ -316,14 +323,10 @@ def pretrain(
     preprocessor = keras_lm.tokenizers.BertPreprocessor(tokenizer, sequence_length=sequence_length)
     distribution = keras_lm.training.strategy(strategy) if strategy else None
     mixed_precision = keras_lm.training.resolve_precision(mixed_precision, distribution)
-    next_sentence = objective == "mlm+nsp"
     with distribution.scope() if distribution else contextlib.nullcontext():
-        backbone = keras_lm.applications.Bert(
-            size, vocabulary_size=tokenizer.vocabulary_size(), dtype=mixed_precision,
-            norm_first=norm_first, dropout=dropout,
-        )
-        pretrainer = keras_lm.pretraining.BertPretrainer(
-            backbone, max_predictions=max_predictions, next_sentence=next_sentence
+        backbone, pretrainer = pretraining_models(
+            objective, size, tokenizer.vocabulary_size(), max_predictions, seed=seed, dtype=mixed_precision,
+            norm_first=norm_first, dropout=dropout, discriminator_weight=discriminator_weight,
         )
     if token_embeddings == "cooccurrence":
         _start_from_cooccurrence(backbone, tokenizer, embedding_corpus or corpus, seed)
@@ -339,7 +342,7 @@ def pretrain(
             **compile_options,
         )
     _stage(
-        f"pretraining Bert('{size}') ({backbone.count_params():,} parameters, "
+        f"pretraining {type(backbone).__name__} of Bert('{size}')'s shape ({backbone.count_params():,} parameters, "
         f"{backbone.dtype_policy.name}) with {objective} on {_describe(corpus)}: "
         f"{steps} steps of {batch_size}x{sequence_length} tokens"
     )
@@ -357,7 +360,7 @@ def pretrain(
         )
     seconds = time.time() - start - held_out.seconds
     _stage("evaluating on the held-out texts")
-    before = _initial_validation(backbone, max_predictions, next_sentence, validation, seed)
+    before = _initial_validation(pretrainer, validation, seed)
     after = pretrainer.evaluate(validation, return_dict=True, verbose=0)
     pretrainer.save(os.path.join(output, "pretrainer.keras"))
     # Replaces only a previous encoder export (see keras_lm.export.files), never the sources.
@@ -371,8 +374,12 @@ def pretrain(
             "size": size,
             "corpus": corpus_names(corpus),
             "objective": objective,
+            **({"discriminator_weight": discriminator_weight,
+                "generator_config": keras.saving.serialize_keras_object(pretrainer.generator.get_config())}
+               if objective == "rtd" else {}),
             "norm_first": norm_first,
             "dropout": dropout,
+            "backbone_class": type(backbone).__name__,
             "backbone_config": keras.saving.serialize_keras_object(backbone.get_config()),
             "parameters": int(backbone.count_params()),
             "precision": backbone.dtype_policy.name,
@@ -485,15 +492,50 @@ def _evaluate_keeping_metrics(model, dataset: tf.data.Dataset) -> dict:
     return values
 
 
-def _initial_validation(trained, max_predictions, next_sentence, validation, seed) -> dict:
-    """Validation metrics of an untrained model of the same shape (the starting point)."""
+def _initial_validation(trained, validation, seed) -> dict:
+    """Validation metrics of an untrained pretrainer of `trained`'s shape (the starting point)."""
     keras.utils.set_random_seed(seed)
-    backbone = keras_lm.applications.Bert.from_config(trained.get_config())
-    untrained = keras_lm.pretraining.BertPretrainer(
-        backbone, max_predictions=max_predictions, next_sentence=next_sentence
-    )
+    untrained = type(trained).from_config(trained.get_config())
     untrained.compile(optimizer="adam")
     return untrained.evaluate(validation, return_dict=True, verbose=0)
+
+
+def pretraining_models(objective: str, size: str, vocabulary_size: int, max_predictions: int, seed: int = 0,
+                       discriminator_weight: float = 50.0, **encoder_options):
+    """`(encoder, pretrainer)` for `objective` with the encoder of `Bert(size)`'s shape.
+
+    "mlm" / "mlm+nsp": a `Bert` in a `BertPretrainer`. "rtd": an `Electra` discriminator of that
+    shape (embeddings as wide as its blocks) and a generator `GENERATOR_FRACTION` as wide sharing
+    its embeddings, in `ReplacedTokenDetection`.
+
+    Example:
+        >>> encoder, pretrainer = pretraining_models("rtd", "tiny", 1000, max_predictions=10)
+        >>> type(encoder).__name__, pretrainer.generator.hidden_dim
+        ('Electra', 32)
+    """
+    if objective != "rtd":
+        backbone = keras_lm.applications.Bert(size, vocabulary_size=vocabulary_size, **encoder_options)
+        return backbone, keras_lm.pretraining.BertPretrainer(
+            backbone, max_predictions=max_predictions, next_sentence=objective == "mlm+nsp")
+    shape = dict(BERT_SIZES[size])
+    discriminator = keras_lm.applications.Electra(
+        None, vocabulary_size=vocabulary_size, embedding_dim=shape["hidden_dim"], **shape, **encoder_options)
+    hidden = max(16, int(round(shape["hidden_dim"] * GENERATOR_FRACTION)))
+    generator = discriminator.generator(
+        size=None, num_layers=shape["num_layers"], hidden_dim=hidden, num_heads=max(1, hidden // 64),
+        **{key: value for key, value in encoder_options.items() if key in ("norm_first", "dropout")},
+    )
+    return discriminator, keras_lm.pretraining.ReplacedTokenDetection(
+        generator, discriminator, discriminator_weight=discriminator_weight,
+        max_predictions=max_predictions, seed=seed)
+
+
+def encoder_class(pretraining: dict):
+    """The `keras_lm.applications` class of the pretrained encoder recorded in metrics.json."""
+    name = pretraining.get("backbone_class", "Bert")
+    if name not in ("Bert", "Electra"):
+        raise ValueError(f"metrics.json records a {name} encoder; the recipes rebuild Bert and Electra.")
+    return getattr(keras_lm.applications, name)
 
 
 def _labelled(dataset: tf.data.Dataset) -> tf.data.Dataset:
@@ -746,7 +788,8 @@ def _new_encoder(output: str, seed: int):
             "(written by the pretrain step); use transfer='all' for another encoder."
         )
     keras.utils.set_random_seed(seed)
-    return keras_lm.applications.Bert.from_config(keras.saving.deserialize_keras_object(config))
+    pretraining = read_metrics(output)["pretraining"]
+    return encoder_class(pretraining).from_config(keras.saving.deserialize_keras_object(config))
 
 
 def _with_new_blocks(encoder, encoder_values: dict, output: str, seed: int) -> dict:
@@ -810,7 +853,7 @@ def _random_init_runs(output, pretrained, num_classes, seeds, data, epochs, batc
                                              preprocessor=pretrained.preprocessor, pooling=pooling)
         elif "backbone_config" in pretraining:  # the very architecture (and precision) pretrained
             config = keras.saving.deserialize_keras_object(pretraining["backbone_config"])
-            backbone = keras_lm.applications.Bert.from_config(config)
+            backbone = encoder_class(pretraining).from_config(config)
         else:
             backbone = keras_lm.applications.Bert(
                 pretraining.get("size", "mini"),

@@ -42,7 +42,7 @@ def test_shipped_recipes_are_valid():
         ({"finetune": {"max_train_examples": 0}}, "finetune.max_train_examples must be at least 1"),
         ({"serve": {"sentences": "one sentence"}}, "serve.sentences must be a list, got 'one sentence'"),
         ({"pretrain_causal_lm": {"batch_size": "16"}}, "pretrain_causal_lm.batch_size must be an integer"),
-        ({"pretrain": {"objective": "nsp"}}, "pretrain.objective must be one of mlm, mlm+nsp, got 'nsp'"),
+        ({"pretrain": {"objective": "nsp"}}, "pretrain.objective must be one of mlm, mlm+nsp, rtd, got 'nsp'"),
         ({"pretrain": {"corpus": []}}, "pretrain.corpus must name at least one corpus"),
         ({"train_vocabulary": {"corpus": 3}}, "train_vocabulary.corpus must be a string or a list, got 3"),
         ({"finetune": {"seeds": [0, 0]}}, "finetune.seeds must not repeat a seed, got [0, 0]"),
