@@ -24,5 +24,15 @@ from keras_lm import pretraining  # noqa: E402
 from keras_lm import evaluation  # noqa: E402
 from keras_lm import tasks  # noqa: E402
 from keras_lm import export  # noqa: E402
+from keras_lm import peft  # noqa: E402
+
+
+def __getattr__(name):
+    # keras_lm.visualize (matplotlib) is imported on first use only.
+    if name == "visualize":
+        import importlib
+
+        return importlib.import_module("keras_lm.visualize")
+    raise AttributeError(f"module 'keras_lm' has no attribute {name!r}")
 
 __version__ = "0.1.0"

@@ -14,8 +14,10 @@ ELECTRA's encoder is BERT's (``bert_hf`` maps it, see there) with an embedding w
     generator_lm_head.bias                             -> masked_lm_head/output_bias
     generator_lm_head.weight                           -> (tied to the word embeddings; checked equal)
 
-ELECTRA has no pooler: an imported model's pooler keeps its initialization (``untrained_layers``).
-Other heads (``classifier.*``, ``qa_outputs.*``) are ignored.
+ELECTRA has no pooler: an imported model's pooler keeps its initialization (``untrained_layers``),
+unless the weights carry a ``pooler.dense`` (``keras_lm.tasks.hf_heads`` renames the first-token dense
+layer of a classification head to it: ``classifier.dense``, ``sequence_summary.summary``). Other heads
+(``classifier.*``, ``qa_outputs.*``) are ignored here.
 """
 from __future__ import annotations
 
@@ -94,10 +96,13 @@ def _describe_source(source) -> str:
     return f"the {type(source).__name__} model"
 
 
-def read_electra_hf(source, config=None) -> ElectraWeights:
-    """``ElectraWeights`` of a transformers ELECTRA checkpoint (directory, model, state dict or hub name)."""
+def read_electra_hf(source, config=None, description: str | None = None) -> ElectraWeights:
+    """``ElectraWeights`` of a transformers ELECTRA checkpoint (directory, model, state dict or hub name).
+
+    ``description`` names the checkpoint in messages (default: from ``source``).
+    """
     hf_config, state = read_hf_checkpoint(source, config, tokenizer_files=BERT_TOKENIZER_FILES)
-    description = _describe_source(source)
+    description = description or _describe_source(source)
     kwargs = electra_kwargs_from_hf_config(hf_config)
     anchors = [name for name in state
                if name.endswith(_ANCHOR) and (name == _ANCHOR or name[: -len(_ANCHOR)].endswith("."))]
@@ -183,8 +188,12 @@ def electra_from_weights(cls, weights: ElectraWeights, dtype=None, discriminator
     if model.embedding_dim not in (None, model.hidden_dim):
         porter.dense(model.get_layer("embedding_projection"), "embeddings_project")
     copy_transformer_blocks(porter, model)
+    untrained = ("pooler",)
+    if "pooler.dense.weight" in weights.state or "pooler.dense.bias" in weights.state:
+        porter.dense(model.pooler.dense, "pooler.dense")
+        untrained = ()
     _check_all_backbone_weights_used(porter)
-    model.untrained_layers = ("pooler",)
+    model.untrained_layers = untrained
     return model
 
 
@@ -235,3 +244,29 @@ def copy_generator_head(weights: ElectraWeights, head, token_embedding) -> None:
     porter.dense(head.transform_dense, "generator_predictions.dense")
     porter.layer_norm(head.transform_layer_norm, "generator_predictions.LayerNorm")
     porter.array(head.output_bias, "generator_lm_head.bias")
+
+
+def sequence_summary_activation(config: dict, source: str) -> str:
+    """The activation of ``ElectraForMultipleChoice``'s ``sequence_summary`` (a Keras name), after
+    checking that the summary is the one ``keras_lm``'s pooler computes: a projection of the first token.
+
+    Raises:
+        CheckpointError: another ``summary_type``, no projection (``summary_use_proj``), a projection to
+            the labels or an activation keras_lm does not have; the message names the config key.
+    """
+    problems = []
+    if config.get("summary_type", "first") != "first":
+        problems.append(f"summary_type={config.get('summary_type')!r} (only 'first')")
+    if not config.get("summary_use_proj", True):
+        problems.append("summary_use_proj=False (the pooler is a projection)")
+    if config.get("summary_proj_to_labels"):
+        problems.append("summary_proj_to_labels=True (the pooler keeps the hidden size)")
+    activation = config.get("summary_activation")
+    activations = {**HF_ACTIVATIONS, "tanh": "tanh", None: "linear"}
+    if activation not in activations:
+        problems.append(f"summary_activation={activation!r} (supported: "
+                        f"{', '.join(repr(name) for name in activations if name is not None)} or none)")
+    if problems:
+        raise CheckpointError(f"The ElectraForMultipleChoice head of {source} cannot be imported: config.json has "
+                              f"{'; '.join(problems)}.")
+    return activations[activation]

@@ -124,14 +124,15 @@ def _check_layout(state: dict, source: str) -> None:
     )
 
 
-def read_roberta_hf(source, config=None) -> RobertaWeights:
+def read_roberta_hf(source, config=None, description: str | None = None) -> RobertaWeights:
     """``RobertaWeights`` of a transformers RoBERTa checkpoint (directory, model, state dict or hub name).
 
     The position table is already cut to keras_lm's right-padded numbering; head tensors are
-    renamed to BERT's (see the module docstring), and every error quotes the checkpoint's own names.
+    renamed to BERT's (see the module docstring), and every error quotes the checkpoint's own names
+    and calls the checkpoint ``description`` (default: from ``source``).
     """
     hf_config, state = read_hf_checkpoint(source, config, tokenizer_files=ROBERTA_TOKENIZER_FILES)
-    description = _describe(source)
+    description = description or _describe(source)
     kwargs, padding_idx = roberta_kwargs_from_hf_config(hf_config)
     _check_layout(state, description)
     canonical, bert_source_name = canonical_bert_state(state, description)

@@ -68,6 +68,17 @@ def write_encoder(backbone, directory: str) -> None:
     archive.write_out(directory, verbose=False)
 
 
+def backbone_config(backbone) -> dict | None:
+    """The backbone's Keras serialization (class and arguments, no weights), or None if it has none."""
+    try:
+        config = keras.saving.serialize_keras_object(backbone)
+        config = {key: config[key] for key in ("module", "class_name", "registered_name", "config")}
+        json.dumps(config)
+    except Exception:  # a backbone without a JSON-serializable get_config: no rebuild from this export
+        return None
+    return config
+
+
 class _Preprocess(tf.Module):
     """strings -> {input_word_ids, input_mask, input_type_ids}, one segment or a pair."""
 
@@ -138,6 +149,8 @@ def encoder(backbone, preprocessor, directory: str, overwrite: bool = False, pro
             "hidden_dim": int(backbone.hidden_dim),
             "num_layers": int(backbone.num_layers),
             "sequence_length": int(preprocessor.sequence_length),
+            # Lets `Classifier.from_saved_model(..., rebuild=True)` rebuild keras_lm layers.
+            "backbone": backbone_config(backbone),
         }
         with open(os.path.join(staging, MANIFEST_FILE), "w") as f:
             json.dump(manifest, f, indent=2)

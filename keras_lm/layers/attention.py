@@ -118,6 +118,10 @@ class MultiHeadAttention(keras.layers.Layer):
         attention_mask, use_causal_mask, position_bias: see above.
         cache, cache_index, context_cache: see above.
         training: enables dropout.
+        return_attention_scores: also return the float32 attention probabilities ``[B, num_heads,
+            T, S]`` (before dropout; masked keys get exactly 0) as the last element of the result:
+            ``(output, scores)`` or ``(output, cache, scores)``. The call then computes explicitly;
+            off by default, so the normal path is unchanged.
 
     Example:
         >>> import numpy as np
@@ -233,7 +237,7 @@ class MultiHeadAttention(keras.layers.Layer):
 
     def call(self, x, context=None, padding_mask=None, context_padding_mask=None, attention_mask=None,
              use_causal_mask=False, position_bias=None, cache=None, cache_index=None, context_cache=None,
-             training=None):
+             training=None, return_attention_scores=False):
         length = ops.shape(x)[1]
         start = 0 if cache is None else ops.cast(0 if cache_index is None else cache_index, "int32")
         if self.cross_attention:
@@ -269,7 +273,12 @@ class MultiHeadAttention(keras.layers.Layer):
                 key_positions = ops.arange(ops.shape(key)[2])
             allowed = attention_allowed(query_segments, padding_mask, query_positions, key_positions,
                                         attention_mask)
-        context_vectors = self._attend(query, key, value, allowed, position_bias, training)
+        context_vectors = self._attend(query, key, value, allowed, position_bias, training,
+                                       return_attention_scores)
+        if return_attention_scores:
+            context_vectors, scores = context_vectors
+            output = self.output_dense(context_vectors)
+            return (output, scores) if cache is None else (output, cache, scores)
         output = self.output_dense(context_vectors)
         return output if cache is None else (output, cache)
 
@@ -281,12 +290,12 @@ class MultiHeadAttention(keras.layers.Layer):
             return False  # the fused op has no dropout on the probabilities
         return position_bias is None or self.compute_dtype == "float32"
 
-    def _attend(self, query, key, value, allowed, position_bias, training):
+    def _attend(self, query, key, value, allowed, position_bias, training, return_probabilities=False):
         """``[B, heads, T, head_dim]`` queries over ``[B, kv_heads, S, head_dim]`` keys/values ->
-        ``[B, T, heads * head_dim]``."""
+        ``[B, T, heads * head_dim]`` (and the float32 ``[B, heads, T, S]`` probabilities when asked)."""
         batch, length = ops.shape(query)[0], ops.shape(query)[2]
         scale = self._head_dim**-0.5 if self.scale is None else self.scale
-        if self._uses_fused(position_bias, training):
+        if not return_probabilities and self._uses_fused(position_bias, training):
             key, value = (ops.transpose(ops.cast(t, query.dtype), (0, 2, 1, 3)) for t in (key, value))
             if self.num_key_value_heads == 1 < self.num_heads:  # the op repeats groups of 2 or more only
                 key, value = (ops.repeat(t, self.num_heads, axis=2) for t in (key, value))
@@ -313,12 +322,15 @@ class MultiHeadAttention(keras.layers.Layer):
                 # Added rather than selected: the gradient of an addition is free, a select's is not.
                 scores = scores + ops.where(allowed, 0.0, _MASKED_SCORE)[:, :, None, :, :]
             scores = ops.reshape(scores, (batch, self.num_key_value_heads, groups * length, key_length))
-        probabilities = ops.cast(ops.softmax(scores, axis=-1), self.compute_dtype)
-        probabilities = self.attention_dropout(probabilities, training=training)
+        weights = ops.softmax(scores, axis=-1)
+        probabilities = self.attention_dropout(ops.cast(weights, self.compute_dtype), training=training)
         context = ops.matmul(probabilities, ops.cast(value, probabilities.dtype))
         context = ops.reshape(context, (batch, self.num_heads, length, self._head_dim))
         context = ops.transpose(context, (0, 2, 1, 3))
-        return ops.reshape(context, (batch, length, self.num_heads * self._head_dim))
+        context = ops.reshape(context, (batch, length, self.num_heads * self._head_dim))
+        if return_probabilities:  # query heads of a group are adjacent: [kv_heads, groups] -> heads
+            return context, ops.reshape(weights, (batch, self.num_heads, length, ops.shape(weights)[-1]))
+        return context
 
     def compute_output_shape(self, x_shape, context_shape=None):
         return x_shape

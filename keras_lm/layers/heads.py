@@ -9,10 +9,14 @@ from keras_lm.layers.utils import clone_initializer, get_activation, serialize_a
 
 @keras.saving.register_keras_serializable(package="keras_lm")
 class Pooler(keras.layers.Layer):
-    """``tanh(Dense(sequence_output[:, 0]))``: a fixed-size summary from the first ([CLS]) token.
+    """``activation(Dense(sequence_output[:, 0]))``: a fixed-size summary from the first ([CLS]) token.
+
+    BERT's pooler uses ``tanh``; ELECTRA's classification heads read the first token through a
+    GELU dense layer (``activation="gelu"``).
 
     Args:
         hidden_dim: output size; defaults to the input's hidden size.
+        activation: activation of the dense layer (``"tanh"``, ``"gelu"``, ``"gelu_approximate"``, ...).
         kernel_initializer, bias_initializer: initializers of the dense layer.
 
     Example:
@@ -22,16 +26,17 @@ class Pooler(keras.layers.Layer):
     """
 
     def __init__(self, hidden_dim: int | None = None, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", **kwargs):
+                 bias_initializer="zeros", activation="tanh", **kwargs):
         super().__init__(**kwargs)
         self.hidden_dim = hidden_dim
+        self.activation = get_activation(activation)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
 
     def build(self, inputs_shape):
         self.dense = keras.layers.Dense(
             self.hidden_dim or inputs_shape[-1],
-            activation="tanh",
+            activation=self.activation,
             kernel_initializer=clone_initializer(self.kernel_initializer),
             bias_initializer=clone_initializer(self.bias_initializer),
             dtype=self.dtype_policy,
@@ -50,6 +55,7 @@ class Pooler(keras.layers.Layer):
         config.update(
             {
                 "hidden_dim": self.hidden_dim,
+                "activation": serialize_activation(self.activation),
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
                 "bias_initializer": keras.initializers.serialize(self.bias_initializer),
             }

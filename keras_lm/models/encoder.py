@@ -34,9 +34,9 @@ class Encoder(Backbone):
     """Bidirectional transformer encoder: embeddings, ``num_layers`` blocks and a pooler.
 
     ``token + position + segment embeddings -> LayerNorm -> Dropout [-> Dense projection] ->
-    TransformerBlock x num_layers``; the pooled output is ``tanh(Dense(h[:, 0]))``. Blocks are named
-    ``transformer_layer_{i}`` and the pooler ``pooler``, so per-layer outputs are reachable as
-    ``encoder.get_layer(f"transformer_layer_{i}").output``.
+    TransformerBlock x num_layers``; the pooled output is ``tanh(Dense(h[:, 0]))`` (or another
+    ``pooler_activation``). Blocks are named ``transformer_layer_{i}`` and the pooler ``pooler``, so
+    per-layer outputs are reachable as ``encoder.get_layer(f"transformer_layer_{i}").output``.
 
     Inputs (a dict of ``[batch, length]`` int tensors): ``token_ids``, ``segment_ids`` and
     ``padding_mask`` (1/true for real tokens; bool is accepted). Outputs (a dict):
@@ -60,6 +60,8 @@ class Encoder(Backbone):
         embedding_dim: width of the token/position/segment embeddings and their LayerNorm (ELECTRA,
             ALBERT); when it differs from ``hidden_dim`` a Dense layer ``embedding_projection`` maps
             the embeddings to ``hidden_dim`` before the blocks. None: ``hidden_dim``, no projection.
+        pooler_activation: activation of the pooler's dense layer: ``"tanh"`` (BERT) or e.g. ``"gelu"``
+            (the first-token dense layer of ELECTRA's classification head, imported as the pooler).
 
     Example:
         >>> import numpy as np
@@ -88,6 +90,7 @@ class Encoder(Backbone):
         attention_implementation: str = "auto",
         dtype=None,
         embedding_dim: int | None = None,
+        pooler_activation="tanh",
         **kwargs,
     ):
         self._check_kwargs(type(self).__name__, kwargs)
@@ -123,7 +126,8 @@ class Encoder(Backbone):
             )
             for i in range(num_layers)
         ]
-        pooler = Pooler(kernel_initializer=truncated_normal(), dtype=dtype, name="pooler")
+        pooler = Pooler(kernel_initializer=truncated_normal(), activation=pooler_activation, dtype=dtype,
+                        name="pooler")
 
         # === Functional graph ===
         inputs = {name: keras.Input(shape=(None,), dtype="int32", name=name) for name in INPUT_NAMES}
@@ -157,6 +161,7 @@ class Encoder(Backbone):
         self.norm_first = norm_first
         self.attention_implementation = attention_implementation
         self.embedding_dim = embedding_dim
+        self.pooler_activation = serialize_activation(pooler.activation)
 
     def _embedding_layers(self, vocabulary_size, embedding_dim, max_sequence_length, num_segments,
                           layer_norm_epsilon, dtype) -> tuple:
@@ -196,4 +201,6 @@ class Encoder(Backbone):
             "norm_first": self.norm_first,
             "attention_implementation": self.attention_implementation,
             "embedding_dim": self.embedding_dim,
+            # only when it is not BERT's tanh: configs written before the option stay as they were
+            **({} if self.pooler_activation == "tanh" else {"pooler_activation": self.pooler_activation}),
         }

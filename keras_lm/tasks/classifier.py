@@ -16,6 +16,7 @@ from keras_lm.tasks.saved_model import (
     SavedModelEncoder,
     SavedModelPreprocessor,
     read_manifest,
+    rebuild_encoder,
 )
 from keras_lm.tasks.task import Task, check_tokenizer_fits, is_empty
 
@@ -165,14 +166,21 @@ class Classifier(Task):
         self.label_names = None if label_names is None else tuple(str(name) for name in label_names)
 
     @classmethod
-    def from_saved_model(cls, directory: str, num_classes: int, **kwargs) -> "Classifier":
+    def from_saved_model(cls, directory: str, num_classes: int, rebuild: bool = False,
+                         **kwargs) -> "Classifier":
         """Reloads an exported encoder (see `keras_lm.export.encoder`) trainably and adds a head.
 
         The encoder's variables train with any Keras optimizer (AdamW included) and its dropout is
         active during `fit`; the export's preprocess SavedModel becomes the preprocessor.
+        ``rebuild=True`` rebuilds the encoder as keras_lm layers (its class and arguments are in the
+        export's manifest) holding the SavedModel's values, instead of reloading it as one
+        SavedModel layer: ``keras_lm.peft`` methods (LoRA, adapters, prompts) need those layers.
         """
         read_manifest(directory)
-        encoder = SavedModelEncoder(os.path.join(directory, ENCODER_DIR), name="encoder")
+        if rebuild:
+            encoder = rebuild_encoder(directory)
+        else:
+            encoder = SavedModelEncoder(os.path.join(directory, ENCODER_DIR), name="encoder")
         preprocessor = kwargs.pop("preprocessor", None) or SavedModelPreprocessor(
             os.path.join(directory, PREPROCESS_DIR), name="preprocessor"
         )
@@ -185,24 +193,29 @@ class Classifier(Task):
 
     @classmethod
     def from_hf(cls, source, num_classes: int | None = None, preprocessor=None, config=None, dtype=None,
-                **kwargs) -> "Classifier":
+                sequence_length: int | None = None, **kwargs) -> "Classifier":
         """A classifier on a Hugging Face transformers encoder checkpoint, with its head when it has one.
 
-        The backbone is imported as ``keras_lm.applications.Bert.from_hf`` does. A
-        ``BertForSequenceClassification`` checkpoint (``classifier.weight``/``bias``) also gives the
-        head, so the logits equal transformers' (pooled output -> dropout -> dense); its class
-        count comes from the weights, its ``label_names`` from ``id2label``, its dropout from
-        ``classifier_dropout`` (else ``hidden_dropout_prob``). A checkpoint without a head gets a
-        fresh one of ``num_classes``. The families read are the entries of
-        ``keras_lm.tasks.hf_heads.HF_ENCODER_FAMILIES`` (``model_type`` in ``config.json``).
+        The families read are the entries of ``keras_lm.tasks.hf_heads.HF_ENCODER_FAMILIES``
+        (``model_type`` in ``config.json``: ``"bert"``, ``"roberta"``, ``"electra"``); the backbone is
+        imported as their ``from_hf`` does. A ``*ForSequenceClassification`` checkpoint also gives the
+        head, so the logits equal transformers': BERT's pooler + ``classifier``; RoBERTa's and
+        ELECTRA's ``classifier.dense`` (tanh / GELU on the first token, imported as the pooler) +
+        ``classifier.out_proj``. Its class count comes from the weights, its ``label_names`` from
+        ``id2label``, its dropout from ``classifier_dropout`` (else ``hidden_dropout_prob``). A
+        checkpoint without the head gets a fresh one of ``num_classes``.
 
         Args:
             source: a checkpoint directory, an in-memory transformers model, a state dict with
                 ``config=``, or a hub name (downloaded when the network allows).
             num_classes: needed for a checkpoint without a head; with a head it must equal the head's.
-            preprocessor: optional, e.g. ``BertPreprocessor.from_hf(directory, sequence_length=128)``.
+            preprocessor: None, a preprocessor (e.g. ``RobertaPreprocessor.from_hf(directory,
+                sequence_length=128)``), or ``"auto"``: the family's preprocessor read from the
+                checkpoint folder's tokenizer files.
             config: the transformers config when ``source`` is a state dict.
             dtype: dtype policy of the backbone.
+            sequence_length: packed length of an ``"auto"`` preprocessor (default: the tokenizer's
+                ``model_max_length``).
             **kwargs: other ``Classifier`` arguments (``dropout``, ``name``, ...).
 
         Raises:
@@ -211,40 +224,40 @@ class Classifier(Task):
                 differs from the checkpoint's head.
 
         Example:
-            >>> classifier = Classifier.from_hf("path/to/bert-sst2")  # doctest: +SKIP
+            >>> classifier = Classifier.from_hf("path/to/roberta-sst2", preprocessor="auto")  # doctest: +SKIP
             >>> classifier.label_names  # doctest: +SKIP
             ('negative', 'positive')
         """
-        from keras_lm.tasks.hf_heads import import_encoder_with_head
+        from keras_lm.tasks.hf_heads import SEQUENCE_CLASSIFICATION, read_encoder_with_head
 
-        imported = import_encoder_with_head(source, "sequence_classification", "Classifier.from_hf",
-                                            config=config, dtype=dtype)
-        label_names = imported.label_names()
-        if not imported.has_head:
+        checkpoint = read_encoder_with_head(source, SEQUENCE_CLASSIFICATION, "Classifier.from_hf", config=config)
+        if isinstance(preprocessor, str) and preprocessor == "auto":
+            preprocessor = checkpoint.preprocessor(sequence_length)
+        label_names = checkpoint.label_names()
+        if not checkpoint.has_head:
             if num_classes is None:
-                raise ValueError(f"{imported.head.source} has no classification head "
-                                 f"('{imported.head.source_name('classifier.weight')}'): pass num_classes=.")
+                raise ValueError(f"{checkpoint.source} has no classification head "
+                                 f"('{checkpoint.head_name()}'): pass num_classes=.")
             names = label_names if label_names is not None and len(label_names) == int(num_classes) else None
-            return cls(imported.backbone, num_classes, preprocessor=preprocessor,
+            return cls(checkpoint.build_backbone(dtype), num_classes, preprocessor=preprocessor,
                        label_names=kwargs.pop("label_names", names), **kwargs)
-        prefix = imported.prefix
-        outputs, _ = imported.head.dense_shape(prefix)
-        weight_name = imported.head.source_name(prefix + ".weight")
+        outputs, _ = checkpoint.head.dense_shape(checkpoint.prefix)
+        weight_name = checkpoint.head_name()
         if num_classes is not None and int(num_classes) != outputs:
             raise CheckpointError(
-                f"{imported.head.source} has a {outputs}-class head ('{weight_name}'), not {num_classes} classes. "
+                f"{checkpoint.source} has a {outputs}-class head ('{weight_name}'), not {num_classes} classes. "
                 f"Omit num_classes to use it, or start a fresh head: Classifier(Bert.from_hf(...), {num_classes})."
             )
         if outputs < 2:
-            raise CheckpointError(f"'{weight_name}' in {imported.head.source} has {outputs} output (a regression "
+            raise CheckpointError(f"'{weight_name}' in {checkpoint.source} has {outputs} output (a regression "
                                   "head); Classifier needs at least 2 classes.")
         if label_names is not None and len(label_names) != outputs:
-            raise CheckpointError(f"config.json of {imported.head.source} names {len(label_names)} labels "
+            raise CheckpointError(f"config.json of {checkpoint.source} names {len(label_names)} labels "
                                   f"(id2label), but '{weight_name}' has {outputs} rows.")
-        kwargs.setdefault("dropout", imported.dropout())
-        classifier = cls(imported.backbone, outputs, preprocessor=preprocessor,
+        kwargs.setdefault("dropout", checkpoint.dropout())
+        classifier = cls(checkpoint.build_backbone(dtype), outputs, preprocessor=preprocessor,
                          label_names=kwargs.pop("label_names", label_names), **kwargs)
-        imported.head.copy_dense(classifier.get_layer("logits"), prefix)
+        checkpoint.head.copy_dense(classifier.get_layer("logits"), checkpoint.prefix)
         return classifier
 
     def compile(self, optimizer="adam", loss="auto", metrics="auto", **kwargs):

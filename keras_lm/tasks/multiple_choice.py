@@ -126,13 +126,25 @@ class MultipleChoice(Task):
 
     @classmethod
     def from_hf(cls, source, num_choices: int = 2, preprocessor=None, config=None, dtype=None,
-                **kwargs) -> "MultipleChoice":
+                sequence_length: int | None = None, **kwargs) -> "MultipleChoice":
         """A multiple-choice model on a transformers encoder checkpoint, with its head when it has one.
 
-        A ``BertForMultipleChoice`` checkpoint (``classifier.weight`` ``[1, hidden]``) gives the
-        scoring unit too, so the logits equal transformers'; the dropout is the checkpoint's
-        ``classifier_dropout`` (else ``hidden_dropout_prob``). Any other encoder checkpoint gets a
-        fresh head. ``num_choices`` is free: the head scores each pair on its own.
+        The families are the entries of ``keras_lm.tasks.hf_heads.HF_ENCODER_FAMILIES`` (``bert``,
+        ``roberta``, ``electra``). A ``*ForMultipleChoice`` checkpoint (``classifier.weight``
+        ``[1, hidden]``) gives the scoring unit too, so the logits equal transformers': BERT and
+        RoBERTa score their pooler's output; ELECTRA's ``sequence_summary.summary`` (with its
+        ``summary_activation``) becomes the pooler. The dropout is the checkpoint's (BERT:
+        ``classifier_dropout``, else ``hidden_dropout_prob``; RoBERTa: ``hidden_dropout_prob``;
+        ELECTRA: ``summary_last_dropout``). Any other encoder checkpoint gets a fresh head.
+        ``num_choices`` is free: the head scores each pair on its own.
+
+        Args:
+            source: a checkpoint directory, a transformers model, a state dict with ``config=``, or a hub name.
+            num_choices: candidates per example.
+            preprocessor: None, a preprocessor, or ``"auto"`` (the family's, read from the checkpoint folder).
+            config: the transformers config when ``source`` is a state dict.
+            dtype: dtype policy of the backbone.
+            sequence_length: packed length of an ``"auto"`` preprocessor.
 
         Raises:
             keras_lm.applications.CheckpointError: an unknown ``model_type``, a missing tensor or a
@@ -141,22 +153,23 @@ class MultipleChoice(Task):
         Example:
             >>> model = MultipleChoice.from_hf("path/to/bert-swag", num_choices=4)  # doctest: +SKIP
         """
-        from keras_lm.tasks.hf_heads import import_encoder_with_head
+        from keras_lm.tasks.hf_heads import MULTIPLE_CHOICE, read_encoder_with_head
 
-        imported = import_encoder_with_head(source, "multiple_choice", "MultipleChoice.from_hf",
-                                            config=config, dtype=dtype)
-        if imported.has_head:
-            outputs, _ = imported.head.dense_shape(imported.prefix)
+        checkpoint = read_encoder_with_head(source, MULTIPLE_CHOICE, "MultipleChoice.from_hf", config=config)
+        if checkpoint.has_head:
+            outputs, _ = checkpoint.head.dense_shape(checkpoint.prefix)
             if outputs != 1:
                 raise CheckpointError(
-                    f"'{imported.head.source_name(imported.prefix + '.weight')}' in {imported.head.source} has "
-                    f"{outputs} outputs: a multiple-choice head scores each pair with one. Is it a sequence "
-                    "classification checkpoint? Use Classifier.from_hf for it."
+                    f"'{checkpoint.head_name()}' in {checkpoint.source} has {outputs} outputs: a multiple-choice "
+                    "head scores each pair with one. Is it a sequence classification checkpoint? Use "
+                    "Classifier.from_hf for it."
                 )
-            kwargs.setdefault("dropout", imported.dropout())
-        model = cls(imported.backbone, num_choices, preprocessor=preprocessor, **kwargs)
-        if imported.has_head:
-            imported.head.copy_dense(model.get_layer("choice_score"), imported.prefix)
+            kwargs.setdefault("dropout", checkpoint.dropout())
+        if isinstance(preprocessor, str) and preprocessor == "auto":
+            preprocessor = checkpoint.preprocessor(sequence_length)
+        model = cls(checkpoint.build_backbone(dtype), num_choices, preprocessor=preprocessor, **kwargs)
+        if checkpoint.has_head:
+            checkpoint.head.copy_dense(model.get_layer("choice_score"), checkpoint.prefix)
         return model
 
     # ------------------------------------------------------------------ text in

@@ -197,3 +197,65 @@ def read_manifest(directory: str) -> dict:
     if manifest.get("format") != ENCODER_FORMAT:
         raise ValueError(f"'{path}' has format {manifest.get('format')!r}, expected {ENCODER_FORMAT!r}.")
     return manifest
+
+
+#: Per-layer random-number states (dropout seeds): not weights, named by creation order, not copied.
+SEED_STATE = "seed_generator_state"
+
+
+def rebuild_encoder(directory: str):
+    """The exported encoder as keras_lm layers again, holding the SavedModel's variable values.
+
+    `keras_lm.export.encoder` records the backbone's class and arguments in the manifest; the
+    backbone is rebuilt from them (e.g. a ``keras_lm.applications.Bert``) and each of its variables
+    takes the value of the SavedModel variable of the same path. The result is an ordinary keras_lm
+    backbone, so LoRA, adapters and prompt tuning (``keras_lm.peft``) apply to it.
+
+    Raises:
+        ValueError: the manifest has no backbone configuration (an export written before it was
+            recorded: export the encoder again), the SavedModel holds unmerged LoRA weights, or a
+            variable of the rebuilt backbone has no counterpart of the same shape in the SavedModel.
+
+    Example:
+        >>> backbone = rebuild_encoder("hub/bert")  # doctest: +SKIP
+        >>> backbone.get_layer("transformer_layer_0")  # doctest: +SKIP
+    """
+    import keras_lm.applications  # noqa: F401  (registers the backbone classes named in manifests)
+
+    manifest = read_manifest(directory)
+    config = manifest.get("backbone")
+    if not config:
+        raise ValueError(
+            f"The manifest {os.path.join(directory, MANIFEST_FILE)} records no backbone configuration "
+            "(written by an older keras_lm or for a backbone without get_config): export the encoder "
+            "again with keras_lm.export.encoder, or reload it with rebuild=False."
+        )
+    path = os.path.join(directory, ENCODER_DIR)
+    _require_saved_model(path)
+    try:
+        exported = tf.saved_model.load(path)
+    except Exception as error:
+        raise ValueError(f"Could not load the SavedModel at '{path}': {error}") from error
+    values = {variable.name.split(":")[0]: variable for variable in exported.variables}
+    lora = sorted(name for name in values if "lora_kernel" in name)
+    if lora:
+        raise ValueError(
+            f"The encoder SavedModel at '{path}' holds unmerged LoRA weights ('{lora[0]}'): merge them "
+            "before exporting (keras_lm.peft.merge_lora), or reload it with rebuild=False."
+        )
+    try:
+        backbone = keras.saving.deserialize_keras_object(config)
+    except Exception as error:
+        raise ValueError(f"Could not rebuild the backbone recorded in the manifest of '{directory}': {error}") from error
+    for variable in backbone.variables:
+        if SEED_STATE in variable.path:
+            continue
+        source = values.get(variable.path)
+        if source is None or tuple(source.shape) != tuple(variable.shape):
+            found = "no variable" if source is None else f"shape {tuple(source.shape)}"
+            raise ValueError(
+                f"The encoder SavedModel at '{path}' has {found} for '{variable.path}' "
+                f"{tuple(variable.shape)} of the backbone its manifest describes; export the encoder again."
+            )
+        variable.assign(tf.cast(source, variable.dtype))
+    return backbone

@@ -9,7 +9,6 @@ character offsets of its first and last tokens.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 
@@ -168,10 +167,13 @@ class SpanQA(Task):
         """A ``SpanQA`` on a Hugging Face checkpoint: its encoder, its tokenizer and, when present, its QA head.
 
         The encoder is imported as its family's ``from_hf`` does (``config.json``'s ``model_type``
-        chooses the family; see ``SPAN_QA_IMPORTERS``). A ``*ForQuestionAnswering`` checkpoint's
+        chooses the family: ``bert``, ``roberta``, ``electra``; see
+        ``keras_lm.tasks.hf_heads.HF_ENCODER_FAMILIES``). A ``*ForQuestionAnswering`` checkpoint's
         ``qa_outputs.{weight,bias}`` become the span head; any other checkpoint gets a fresh head and
         ``untrained_layers`` names ``"qa_outputs"``. A checkpoint folder with tokenizer files
-        (``vocab.txt`` or ``tokenizer.json``) also gives the preprocessor.
+        (BERT, ELECTRA: ``vocab.txt`` or ``tokenizer.json``; RoBERTa: ``tokenizer.json`` or
+        ``vocab.json`` + ``merges.txt``) also gives the preprocessor, packing pairs the family's way
+        (``[CLS] q [SEP] c [SEP]``, or RoBERTa's ``<s> q </s></s> c </s>``).
 
         Args:
             source: a checkpoint directory, a transformers model, a state dict with ``config``, or a hub name.
@@ -348,107 +350,28 @@ def _squad_python(example: dict) -> tuple:
 
 # -- Hugging Face checkpoints -------------------------------------------------------------------------
 
-QA_HEAD = ("qa_outputs.weight", "qa_outputs.bias")
-HF_TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json")
-
-
-class ImportedEncoder:
-    """An encoder built from a checkpoint, with the checkpoint's arrays for the head import.
-
-    Attributes:
-        backbone: the encoder holding the checkpoint's weights.
-        state: the checkpoint's arrays, heads under transformers' names (``qa_outputs.weight``).
-        source: what was read, for messages.
-        source_name: a name of ``state`` -> that tensor's name in the checkpoint.
-    """
-
-    def __init__(self, backbone, state: dict, source: str, source_name=lambda name: name):
-        self.backbone, self.state, self.source, self.source_name = backbone, state, source, source_name
-
-
-def _bert_encoder(source, config, dtype) -> ImportedEncoder:
-    from keras_lm.applications.bert import Bert
-    from keras_lm.applications.bert_hf import bert_from_weights, read_bert_hf
-
-    weights = read_bert_hf(source, config)
-    return ImportedEncoder(bert_from_weights(Bert, weights, dtype=dtype), weights.state, weights.source,
-                           weights.source_name)
-
-
-def _word_piece(directory: str):
-    from keras_lm.tokenizers.word_piece import WordPiece
-
-    return WordPiece.from_hf(directory)
-
-
-#: ``model_type`` of ``config.json`` -> (encoder importer, tokenizer of a checkpoint folder). Another
-#: encoder family plugs in with one entry: ``(source, config, dtype) -> ImportedEncoder`` and ``folder -> tokenizer``.
-SPAN_QA_IMPORTERS = {"bert": (_bert_encoder, _word_piece)}
-
-
-def _checkpoint_config(source, config) -> dict | None:
-    if config is not None:
-        return dict(config) if isinstance(config, dict) else config.to_dict()
-    if hasattr(source, "config") and hasattr(source, "state_dict"):
-        return source.config.to_dict()
-    if isinstance(source, (str, os.PathLike)):
-        path = os.path.join(os.fspath(source), "config.json")
-        if os.path.isfile(path):
-            with open(path, encoding="utf-8") as file:
-                return json.load(file)
-    return None
-
-
-def _copy_qa_head(head, imported: ImportedEncoder) -> bool:
-    """Copies ``qa_outputs`` into the dense head; False when the checkpoint has no QA head."""
-    from keras_lm.applications.checkpoint_hf import CheckpointError
-
-    state, name_of = imported.state, imported.source_name
-    present = [name for name in QA_HEAD if name in state]
-    if not present:
-        return False
-    missing = [name for name in QA_HEAD if name not in state]
-    if missing:
-        raise CheckpointError(f"{imported.source} has '{name_of(present[0])}' but no '{name_of(missing[0])}': its "
-                              "question-answering head is incomplete.")
-    weight, bias = state["qa_outputs.weight"], state["qa_outputs.bias"]
-    hidden = int(head.kernel.shape[0])
-    for name, value, needed in (("qa_outputs.weight", weight, (2, hidden)), ("qa_outputs.bias", bias, (2,))):
-        if tuple(value.shape) != needed:
-            raise CheckpointError(
-                f"'{name_of(name)}' in {imported.source} has shape {tuple(value.shape)}, but a span head (start, end) "
-                f"on hidden size {hidden} needs {needed}: is it a *ForQuestionAnswering checkpoint with 2 labels?")
-    head.kernel.assign(np.asarray(weight, np.float32).T)
-    head.bias.assign(np.asarray(bias, np.float32))
-    return True
-
 
 def _span_qa_from_hf(cls, source, config, dtype, sequence_length, kwargs):
-    from keras_lm.applications.checkpoint_hf import CheckpointError, download_from_hub, is_hub_name
+    from keras_lm.tasks.hf_heads import QUESTION_ANSWERING, read_encoder_with_head
     from keras_lm.tokenizers.question_context import QuestionContextPreprocessor
 
-    if isinstance(source, str) and not os.path.exists(source) and is_hub_name(source):
-        source = download_from_hub(source, HF_TOKENIZER_FILES)
-    model_type = (_checkpoint_config(source, config) or {}).get("model_type", "bert")
-    if model_type not in SPAN_QA_IMPORTERS:
-        raise CheckpointError(f"SpanQA.from_hf reads model_type {', '.join(map(repr, SPAN_QA_IMPORTERS))}; the "
-                              f"checkpoint's config.json has model_type={model_type!r}.")
-    import_encoder, make_tokenizer = SPAN_QA_IMPORTERS[model_type]
+    checkpoint = read_encoder_with_head(source, QUESTION_ANSWERING, "SpanQA.from_hf", config=config)
     packing = {name: kwargs.pop(name) for name in ("max_question_length", "doc_stride") if name in kwargs}
-    imported = import_encoder(source, config, dtype)
+    backbone = checkpoint.build_backbone(dtype)
     preprocessor = kwargs.pop("preprocessor", None)
-    directory = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
-    if preprocessor is None and directory and any(
-            os.path.isfile(os.path.join(directory, name)) for name in HF_TOKENIZER_FILES[:2]):
-        length = min(int(sequence_length or 384), int(imported.backbone.max_sequence_length))
+    if preprocessor is None and checkpoint.has_tokenizer():
+        length = min(int(sequence_length or 384), int(backbone.max_sequence_length))
         packing.setdefault("max_question_length", min(64, length // 2))
-        preprocessor = QuestionContextPreprocessor(make_tokenizer(directory), sequence_length=length, **packing)
-    task = cls(imported.backbone, preprocessor=preprocessor, **kwargs)
+        preprocessor = QuestionContextPreprocessor.from_preprocessor(checkpoint.preprocessor(length), **packing)
+    task = cls(backbone, preprocessor=preprocessor, **kwargs)
     # the span head does not read the pooler (BertForQuestionAnswering has none)
-    untrained = tuple(name for name in getattr(imported.backbone, "untrained_layers", ()) if name != "pooler")
-    if not _copy_qa_head(task.get_layer("qa_outputs"), imported):
+    untrained = tuple(name for name in getattr(backbone, "untrained_layers", ()) if name != "pooler")
+    if checkpoint.has_head:
+        checkpoint.head.copy_dense(task.get_layer("qa_outputs"), checkpoint.prefix,
+                                   hint="is it a *ForQuestionAnswering checkpoint with 2 labels (start, end)?")
+    else:
         untrained += ("qa_outputs",)
-        logger.warning("%s has no question-answering head (qa_outputs): the span head starts untrained.",
-                       imported.source)
+        logger.warning("%s has no question-answering head (%s): the span head starts untrained.",
+                       checkpoint.source, checkpoint.head_name())
     task.untrained_layers = untrained
     return task

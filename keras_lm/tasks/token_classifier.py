@@ -9,7 +9,6 @@ tag is read at its first sub-word piece; the other pieces carry no loss). Data i
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import re
@@ -40,29 +39,6 @@ logger = logging.getLogger(__name__)
 
 #: The keys of a CoNLL-2003 example in TFDS (``tfds.load("conll2003")``).
 CONLL_WORDS, CONLL_TAGS = "tokens", "ner"
-
-
-@dataclasses.dataclass(frozen=True)
-class HFEncoderFamily:
-    """How to import one Hugging Face encoder family (a ``model_type`` of config.json).
-
-    ``application`` names the ``keras_lm.applications`` class whose ``from_hf`` builds the
-    backbone; ``preprocessor`` the ``keras_lm.tokenizers`` class whose ``from_hf`` reads the
-    tokenizer; ``word_prefix`` is prepended to each word before tokenizing (``" "`` for byte-level
-    BPE, as RoBERTa reads pre-split words).
-    """
-
-    application: str
-    preprocessor: str
-    word_prefix: str = ""
-
-
-#: ``model_type`` -> family. Token-classification heads are ``classifier.{weight,bias}`` in every
-#: transformers ``*ForTokenClassification`` class, so a new encoder family needs one entry here.
-HF_ENCODER_FAMILIES = {
-    "bert": HFEncoderFamily("Bert", "BertPreprocessor"),
-}
-HF_HEAD = ("classifier.weight", "classifier.bias")
 
 
 @contextlib.contextmanager
@@ -201,11 +177,13 @@ class TokenClassifier(Task):
                 config=None, dtype=None, **kwargs) -> "TokenClassifier":
         """A tagger on a Hugging Face encoder checkpoint; its token-classification head too when it has one.
 
-        The backbone is imported by the family's ``from_hf`` (``HF_ENCODER_FAMILIES``, keyed by
-        ``model_type``). A ``*ForTokenClassification`` checkpoint also gives the head
-        (``classifier.weight``/``classifier.bias``) and the tag names (``id2label`` of config.json);
-        any other checkpoint gets a fresh head of ``num_classes`` tags (the labels of another task's
-        head, e.g. a ``*ForSequenceClassification``, are not taken as tags).
+        The families are the entries of ``keras_lm.tasks.hf_heads.HF_ENCODER_FAMILIES`` (``model_type``:
+        ``bert``, ``roberta``, ``electra``), which also give the preprocessor and the word prefix
+        (``" "`` for RoBERTa's byte-level BPE, as transformers tokenizes pre-split words). A
+        ``*ForTokenClassification`` checkpoint also gives the head (``classifier.weight``/``bias``),
+        the tag names (``id2label`` of config.json) and the dropout (``classifier_dropout``, else
+        ``hidden_dropout_prob``); any other checkpoint gets a fresh head of ``num_classes`` tags (the
+        labels of another task's head, e.g. a ``*ForSequenceClassification``, are not taken as tags).
 
         Args:
             source: a checkpoint directory, a transformers model, or a state dict with ``config=``.
@@ -223,33 +201,28 @@ class TokenClassifier(Task):
                 missing or of the wrong shape (named in the message).
 
         Example:
-            >>> tagger = TokenClassifier.from_hf("path/to/bert-ner", sequence_length=128)  # doctest: +SKIP
+            >>> tagger = TokenClassifier.from_hf("path/to/roberta-ner", sequence_length=128)  # doctest: +SKIP
             >>> tagger.predict_tags(["Angela Merkel visited Paris ."])  # doctest: +SKIP
         """
-        from keras_lm import applications
-        from keras_lm.applications.checkpoint_hf import CheckpointError, read_hf_checkpoint
+        from keras_lm.tasks.hf_heads import TOKEN_CLASSIFICATION, read_encoder_with_head
 
-        hf_config, state = read_hf_checkpoint(source, config)
-        model_type = hf_config.get("model_type", "bert")
-        family = HF_ENCODER_FAMILIES.get(model_type)
-        if family is None:
-            raise CheckpointError(
-                f"TokenClassifier.from_hf reads model_type {', '.join(map(repr, HF_ENCODER_FAMILIES))}; this "
-                f"checkpoint's config.json has model_type={model_type!r}."
-            )
-        head = _token_classification_head(source, hf_config, state)
-        architecture = _architecture(source, hf_config)
-        tagging_config = hf_config if architecture is None or architecture.endswith("ForTokenClassification") else {}
-        num_classes, tag_names = _head_tags(head, tagging_config, num_classes, kwargs.pop("tag_names", None))
+        checkpoint = read_encoder_with_head(source, TOKEN_CLASSIFICATION, "TokenClassifier.from_hf", config=config)
+        head = _token_classification_head(checkpoint)
+        architecture = checkpoint.architecture
+        tagging_config = checkpoint.config if architecture is None or architecture.endswith(
+            "ForTokenClassification") else {}
+        num_classes, tag_names = _head_tags(head, tagging_config, num_classes, kwargs.pop("tag_names", None),
+                                            checkpoint.head_name())
         if isinstance(preprocessor, str) and preprocessor == "auto":
-            preprocessor = _auto_preprocessor(source, family, sequence_length)
-        backbone_source = state if isinstance(source, dict) else source
-        backbone = getattr(applications, family.application).from_hf(
-            backbone_source, config=hf_config if isinstance(source, dict) else config, dtype=dtype)
-        kwargs.setdefault("word_prefix", family.word_prefix)
-        task = cls(backbone, num_classes, preprocessor=preprocessor, tag_names=tag_names, **kwargs)
+            preprocessor = checkpoint.preprocessor(sequence_length)
+        kwargs.setdefault("word_prefix", checkpoint.family.word_prefix)
         if head is not None:
-            _copy_head(task.get_layer("tag_logits"), head, CheckpointError)
+            kwargs.setdefault("dropout", checkpoint.dropout())
+        task = cls(checkpoint.build_backbone(dtype), num_classes, preprocessor=preprocessor, tag_names=tag_names,
+                   **kwargs)
+        if head is not None:
+            checkpoint.head.copy_dense(task.get_layer("tag_logits"), checkpoint.prefix,
+                                       hint="a tagging head is [tags, the backbone's hidden size]")
         return task
 
     # -- data ----------------------------------------------------------------------------------
@@ -422,35 +395,30 @@ class TokenClassifier(Task):
 # -- Hugging Face heads -----------------------------------------------------------------------
 
 
-def _architecture(source, hf_config: dict) -> str | None:
-    if hasattr(source, "state_dict") and hasattr(source, "config"):
-        return type(source).__name__
-    architectures = hf_config.get("architectures") or []
-    return architectures[0] if architectures else None
+def _token_classification_head(checkpoint):
+    """``(weight [tags, hidden], bias [tags])`` of a ``*ForTokenClassification`` checkpoint, or None.
 
-
-def _token_classification_head(source, hf_config: dict, state: dict):
-    """``(weight [tags, hidden], bias [tags])`` of a ``*ForTokenClassification`` checkpoint, or None."""
+    A checkpoint whose config names another architecture keeps its head out (logged).
+    """
     from keras_lm.applications.checkpoint_hf import CheckpointError
 
-    architecture = _architecture(source, hf_config)
-    present = [name for name in HF_HEAD if name in state]
+    architecture = checkpoint.architecture
+    present = checkpoint.head.has(checkpoint.layout.output)
     if architecture is not None and not architecture.endswith("ForTokenClassification"):
         if present:
             logger.warning("%s is a %s: its classifier head is not a token tagger and is not imported.",
-                           source if isinstance(source, (str, os.PathLike)) else "The checkpoint", architecture)
+                           checkpoint.source, architecture)
         return None
     if not present:
         if architecture is not None:
-            raise CheckpointError(f"The {architecture} checkpoint has no '{HF_HEAD[0]}': its tagging head is missing.")
+            raise CheckpointError(f"The {architecture} checkpoint has no '{checkpoint.head_name()}': its tagging "
+                                  "head is missing.")
         return None
-    missing = [name for name in HF_HEAD if name not in state]
-    if missing:
-        raise CheckpointError(f"The checkpoint has '{present[0]}' but no '{missing[0]}': its tagging head is incomplete.")
-    return np.asarray(state[HF_HEAD[0]]), np.asarray(state[HF_HEAD[1]])
+    prefix = checkpoint.prefix
+    return checkpoint.head.take(prefix + ".weight"), checkpoint.head.take(prefix + ".bias")
 
 
-def _head_tags(head, hf_config: dict, num_classes, tag_names):
+def _head_tags(head, hf_config: dict, num_classes, tag_names, weight_name: str = "classifier.weight"):
     """``(num_classes, tag_names)`` from the arguments, the head's shape and ``id2label``."""
     labels = hf_config.get("id2label") or {}
     names = [str(labels.get(str(i), labels.get(i, ""))) for i in range(len(labels))] if labels else None
@@ -469,30 +437,6 @@ def _head_tags(head, hf_config: dict, num_classes, tag_names):
         return _tag_setup(rows, names if names and len(names) == rows else None)
     wanted, wanted_names = _tag_setup(num_classes, tag_names)
     if wanted != rows:
-        raise CheckpointError(f"'{HF_HEAD[0]}' has {rows} tags (shape {tuple(head[0].shape)}) but num_classes={wanted} "
+        raise CheckpointError(f"'{weight_name}' has {rows} tags (shape {tuple(head[0].shape)}) but num_classes={wanted} "
                               "was asked for; drop num_classes to use the checkpoint's tags.")
     return wanted, wanted_names or (names if names and len(names) == rows else None)
-
-
-def _copy_head(layer, head, error_class) -> None:
-    weight, bias = head
-    kernel_shape = tuple(layer.kernel.shape)
-    if tuple(weight.shape) != kernel_shape[::-1]:
-        raise error_class(f"'{HF_HEAD[0]}' has shape {tuple(weight.shape)}, but the backbone's hidden size needs "
-                          f"{kernel_shape[::-1]}.")
-    if tuple(bias.shape) != (kernel_shape[1],):
-        raise error_class(f"'{HF_HEAD[1]}' has shape {tuple(bias.shape)}, but the head needs ({kernel_shape[1]},).")
-    layer.kernel.assign(weight.T.astype(np.float32))
-    layer.bias.assign(bias.astype(np.float32))
-
-
-def _auto_preprocessor(source, family: HFEncoderFamily, sequence_length: int | None):
-    """The checkpoint's own preprocessor when ``source`` is a directory with tokenizer files, else None."""
-    if not isinstance(source, (str, os.PathLike)) or not os.path.isdir(source):
-        return None
-    names = ("tokenizer.json", "vocab.txt", "vocab.json")
-    if not any(os.path.isfile(os.path.join(source, name)) for name in names):
-        return None
-    from keras_lm import tokenizers
-
-    return getattr(tokenizers, family.preprocessor).from_hf(source, sequence_length=sequence_length)

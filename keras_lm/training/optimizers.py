@@ -2,10 +2,13 @@
 import keras
 import tensorflow as tf
 
-from keras_lm.training.schedules import WarmupLinearDecay
+from keras_lm.training.schedules import WarmupCosineDecay, WarmupLinearDecay
 
-#: Variables whose names contain one of these are not weight-decayed (biases and LayerNorm).
-NO_DECAY_NAMES = ("bias", "gamma", "beta", "layer_norm", "layernorm")
+#: Variables whose names match one of these are not weight-decayed: biases, LayerNorm's gamma and
+#: beta, RMSNorm's scale. (Under TensorFlow the name searched is the variable's path, "block/norm/scale:0".)
+NO_DECAY_NAMES = ("bias", "gamma", "beta", "layer_norm", "layernorm", r"(^|/)scale(:\d+)?$")
+#: Shapes of the learning rate after warmup (see `adamw`).
+DECAYS = ("linear", "cosine")
 
 
 @keras.saving.register_keras_serializable(package="keras_lm")
@@ -91,16 +94,19 @@ def adamw(
     epsilon: float = 1e-6,
     clipnorm: float | None = 1.0,
     gradient_accumulation_steps: int | None = None,
+    decay: str = "linear",
 ) -> AdamW:
-    """AdamW with linear warmup and linear decay, no decay on biases and LayerNorm.
+    """AdamW with linear warmup and linear (or cosine) decay, no decay on biases and norms.
 
     Args:
         learning_rate: peak learning rate.
         warmup: warmup steps (linear from 0).
-        total: total optimizer steps; when given, the rate decays linearly to 0 at `total`.
+        total: total optimizer steps; when given, the rate decays to 0 at `total`.
             When None, the rate stays at `learning_rate` after warmup.
-        weight_decay: decoupled weight decay applied to kernels and embeddings.
+        weight_decay: decoupled weight decay applied to kernels and embeddings (not to the
+            variables named in `NO_DECAY_NAMES`: biases, LayerNorm and RMSNorm parameters).
         gradient_accumulation_steps: passed to the Keras optimizer (accumulates gradients).
+        decay: "linear" (`WarmupLinearDecay`) or "cosine" (`WarmupCosineDecay`, needs `total`).
 
     Example:
         >>> opt = adamw(3e-4, warmup=100, total=1000)
@@ -109,8 +115,14 @@ def adamw(
     """
     if learning_rate <= 0:
         raise ValueError(f"`learning_rate` must be positive, got {learning_rate}.")
+    if decay not in DECAYS:
+        raise ValueError(f"Unknown decay {decay!r}; use one of {', '.join(DECAYS)}.")
     schedule = learning_rate
-    if total is not None or warmup:
+    if decay == "cosine":
+        if total is None:
+            raise ValueError("decay='cosine' needs `total`, the step at which the rate reaches 0.")
+        schedule = WarmupCosineDecay(learning_rate, warmup=warmup, total=total)
+    elif total is not None or warmup:
         schedule = WarmupLinearDecay(learning_rate, warmup=warmup, total=total)
     optimizer = AdamW(
         learning_rate=schedule,

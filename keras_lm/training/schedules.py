@@ -1,4 +1,6 @@
 """Learning-rate schedules."""
+import math
+
 import keras
 from keras import ops
 
@@ -35,6 +37,40 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
             decay_span = max(self.total - self.warmup, 1)
             progress = ops.clip((step - self.warmup) / decay_span, 0.0, 1.0)
             decayed = self.peak + (self.end - self.peak) * progress
+        return ops.where(step < self.warmup, warm, decayed)
+
+    def get_config(self):
+        return {"peak": self.peak, "warmup": self.warmup, "total": self.total, "end": self.end}
+
+
+@keras.saving.register_keras_serializable(package="keras_lm")
+class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warmup from 0 to `peak` over `warmup` steps, then a half cosine down to `end` at `total`.
+
+    After warmup the rate is `end + (peak - end) * (1 + cos(pi * progress)) / 2`, with `progress`
+    going from 0 at `warmup` to 1 at `total`; it stays at `end` afterwards.
+
+    Example:
+        >>> schedule = WarmupCosineDecay(1e-3, warmup=10, total=110)
+        >>> [round(float(schedule(step)), 6) for step in (5, 10, 60, 110)]
+        [0.0005, 0.001, 0.0005, 0.0]
+    """
+
+    def __init__(self, peak: float, warmup: int, total: int, end: float = 0.0):
+        if total is None or total <= 0:
+            raise ValueError(f"`total` steps must be positive, got {total}.")
+        if warmup < 0 or warmup > total:
+            raise ValueError(f"`warmup` must be between 0 and total={total}, got {warmup}.")
+        self.peak = float(peak)
+        self.warmup = int(warmup)
+        self.total = int(total)
+        self.end = float(end)
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        warm = self.peak * step / max(self.warmup, 1)
+        progress = ops.clip((step - self.warmup) / max(self.total - self.warmup, 1), 0.0, 1.0)
+        decayed = self.end + (self.peak - self.end) * 0.5 * (1.0 + ops.cos(math.pi * progress))
         return ops.where(step < self.warmup, warm, decayed)
 
     def get_config(self):

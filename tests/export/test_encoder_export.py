@@ -27,6 +27,7 @@ def test_layout_and_manifest(exported):
         assert f.read() == "encoder\n"
     with open(os.path.join(directory, "keras_lm.json")) as f:
         manifest = json.load(f)
+    assert manifest.pop("backbone")["registered_name"] == "keras_lm>Bert"  # for from_saved_model(rebuild=True)
     assert manifest == {
         "format": "keras_lm.encoder",
         "version": 1,
