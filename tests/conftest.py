@@ -70,14 +70,15 @@ texts = [t.encode("latin-1") if isinstance(t, str) else bytes(t) for t in texts]
 result = {}
 loaded = tf.saved_model.load(directory)
 outputs = loaded.signatures[signature](text=tf.constant(texts, dtype=tf.string))
-result["eager"] = {k: v.numpy().tolist() for k, v in outputs.items()}
+listed = lambda v: [t.decode("utf-8", "replace") for t in v.tolist()] if v.dtype == object else v.tolist()
+result["eager"] = {k: listed(v.numpy()) for k, v in outputs.items()}
 with tf.compat.v1.Session(graph=tf.Graph()) as session:
     meta_graph = tf.compat.v1.saved_model.load(session, ["serve"], directory)
     definition = meta_graph.signature_def[signature]
     feed = {definition.inputs["text"].name: np.array(texts, dtype=object)}
     names = sorted(definition.outputs)
     values = session.run([definition.outputs[n].name for n in names], feed)
-    result["session"] = {n: v.tolist() for n, v in zip(names, values)}
+    result["session"] = {n: listed(v) for n, v in zip(names, values)}
 print("RESULT " + json.dumps(result))
 """
 

@@ -85,7 +85,7 @@ def test_flag_types_follow_the_annotations():
     args = parser.parse_args(["finetune", "--output", "o", "--max-train-examples", "5"])
     assert args.max_train_examples == 5  # `int | None`: an int, not the string "5"
     args = parser.parse_args(["finetune", "--output", "o", "--seeds", "0", "1", "2"])
-    assert args.seeds == [0, 1, 2]  # `tuple[int, ...] | None`: ints, not strings
+    assert args.seeds == (0, 1, 2)  # `tuple[int, ...] | None`: ints, not strings
     args = parser.parse_args(["export", "serving", "--output", "o", "--model", "m.keras", "--overwrite"])
     assert args.overwrite is True
     args = parser.parse_args(["export", "serving", "--output", "o", "--model", "m.keras"])

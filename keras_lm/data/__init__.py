@@ -17,13 +17,17 @@ from keras_lm.data.builders import (
 )
 from keras_lm.data.errors import DataUnavailableError
 from keras_lm.data.fetch import fetch_debian_package, fetch_npm_package, fetch_sdist
+from keras_lm.data.labelled import BadRow, BadRowError, LabelledExamples, load_labelled, read_labelled
 from keras_lm.data.loading import load
 from keras_lm.data.translation_metrics import copy_source_bleu, corpus_bleu
 
 __all__ = [
+    "BadRow",
+    "BadRowError",
     "BibleEnEs",
     "DataUnavailableError",
     "EMBEDDED_BUILDERS",
+    "LabelledExamples",
     "MovieSnippets",
     "Shakespeare",
     "StateOfTheUnion",
@@ -34,4 +38,6 @@ __all__ = [
     "fetch_npm_package",
     "fetch_sdist",
     "load",
+    "load_labelled",
+    "read_labelled",
 ]

@@ -24,6 +24,11 @@ def load(
     split: str = "train",
     data_dir: str | os.PathLike | None = None,
     shuffle_files: bool = False,
+    text: str | None = None,
+    label: str | None = None,
+    text_pair: str | None = None,
+    label_names: Sequence[str] | None = None,
+    strict: bool = False,
 ) -> tf.data.Dataset:
     """Load a text dataset as a ``tf.data.Dataset`` of dict examples.
 
@@ -43,6 +48,11 @@ def load(
         data_dir: TFDS data directory; default ``$KERAS_LM_DATA_DIR``, else ``~/tensorflow_datasets``
             (for ``"tfds:"`` names, TFDS' own default).
         shuffle_files: shuffle the order of the dataset's files (TFDS datasets only).
+        text, label, text_pair: read labelled examples ``{"text", "label"}`` (and ``"text_pair"``)
+            from these columns of a CSV / TSV / JSON Lines file, or these features of an embedded
+            or TFDS dataset; string labels become ids and the dataset carries ``label_names`` and
+            ``bad_rows`` (see ``keras_lm.data.labelled``). ``label_names`` fixes the names' order;
+            ``strict=True`` raises at the first bad row instead of reporting it.
 
     Returns:
         A ``tf.data.Dataset`` whose elements are dicts of tensors.
@@ -62,6 +72,11 @@ def load(
         >>> sorted(works.element_spec)
         ['text', 'title']
     """
+    if text is not None or label is not None or text_pair is not None:
+        from keras_lm.data.labelled import load_labelled
+
+        return load_labelled(name, split, text=text or "text", label=label or "label", text_pair=text_pair,
+                             label_names=label_names, strict=strict, data_dir=data_dir)
     if isinstance(name, (list, tuple)):
         return _load_text_files([os.fspath(p) for p in name], split)
     name = os.fspath(name)

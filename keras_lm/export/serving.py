@@ -1,5 +1,7 @@
 """Serving SavedModels: raw `tf.string` text in, named outputs out (what TF Serving loads)."""
 import importlib
+import json
+import os
 
 import keras
 import tensorflow as tf
@@ -8,17 +10,33 @@ from keras_lm.export.files import atomic_directory, refuse_unsafe_directory
 from keras_lm.tasks.task import trim_padding
 
 
+#: A classifier export's class names, by id (next to the SavedModel, where TF Serving ignores extra files).
+LABEL_NAMES_FILE = os.path.join("assets.extra", "label_names.json")
+
+
 def _classifier_endpoint(task):
+    names = getattr(task, "label_names", None)
+
     def serve(text):
         features = trim_padding(task.preprocessor(text))
         logits = tf.cast(task(features, training=False), tf.float32)
         probabilities = tf.nn.softmax(logits, axis=-1)
-        return {
-            "probabilities": probabilities,
-            "label": tf.argmax(probabilities, axis=-1, output_type=tf.int64),
-        }
+        label = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
+        outputs = {"probabilities": probabilities, "label": label}
+        if names:
+            outputs["label_name"] = tf.gather(tf.constant(list(names), tf.string), label)
+        return outputs
 
     return serve
+
+
+def read_label_names(directory: str) -> tuple | None:
+    """The class names a classifier serving export was written with (`LABEL_NAMES_FILE`), else None."""
+    path = os.path.join(directory, LABEL_NAMES_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as file:
+        return tuple(json.load(file)["label_names"])
 
 
 def _sentence_encoder_endpoint(task):
@@ -32,7 +50,9 @@ def _sentence_encoder_endpoint(task):
 def serving(task, directory: str, overwrite: bool = False, protected=(), **options) -> str:
     """Exports `task` so that `serving_default` takes tf.string [batch] and returns named outputs.
 
-    For a `Classifier`: {"probabilities": float32 [batch, classes], "label": int64 [batch]}.
+    For a `Classifier`: {"probabilities": float32 [batch, classes], "label": int64 [batch]}, and
+    "label_name" tf.string [batch] when it has `label_names` (also written to DIR/assets.extra/
+    label_names.json, see `read_label_names`).
     For a `SentenceEncoder`: {"embedding": float32 [batch, hidden]} (pooled, normalized if it normalizes).
     For a `CausalLM` (or `keras_lm.pretraining.CausalLM`) with a tokenizer: `serving_default` takes
     `prompts` and `max_new_tokens` and returns the generated `text`; see `keras_lm.export.generation`.
@@ -100,4 +120,8 @@ def serving(task, directory: str, overwrite: bool = False, protected=(), **optio
             input_signature=[tf.TensorSpec([None], tf.string, name="text")],
         )
         archive.write_out(staging, verbose=False)
+        if isinstance(task, Classifier) and getattr(task, "label_names", None):
+            os.makedirs(os.path.join(staging, os.path.dirname(LABEL_NAMES_FILE)), exist_ok=True)
+            with open(os.path.join(staging, LABEL_NAMES_FILE), "w", encoding="utf-8") as file:
+                json.dump({"label_names": list(task.label_names)}, file)
     return directory

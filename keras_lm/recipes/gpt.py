@@ -21,6 +21,7 @@ import time
 import keras
 
 import keras_lm
+from keras_lm.recipes.progress import fit_verbosity, progress_callbacks
 from keras_lm.recipes.workflows import _LossHistory, _stage, _update_metrics
 from keras_lm.values import is_integer, is_number
 
@@ -119,7 +120,8 @@ def pretrain_causal_lm(
     )
     history = _LossHistory()
     start = time.time()
-    model.fit(train.repeat(), steps_per_epoch=steps, epochs=1, callbacks=[history])
+    model.fit(train.repeat(), steps_per_epoch=steps, epochs=1, callbacks=[history, *progress_callbacks(steps)],
+              verbose=fit_verbosity())
     seconds = time.time() - start
     after = model.evaluate(validation, return_dict=True, verbose=0)
     print(f"   held-out perplexity {_perplexity(before):.1f} -> {_perplexity(after):.1f}", flush=True)
@@ -276,6 +278,160 @@ def _generate(model, prompts, max_new_tokens, temperature, top_k, top_p, seed, n
     sampler = _keras_sampler(temperature, top_k, top_p, seed, task._generation_vocabulary_size())
     texts = task.generate(prompts, max_new_tokens=max_new_tokens, sampler=sampler)
     return [text[len(prompt):] if text.startswith(prompt) else text for prompt, text in zip(prompts, texts)], False
+
+
+def print_generation(model: str, prompts: tuple[str, ...], max_new_tokens: int | None = None,
+                     temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0,
+                     num_beams: int | None = None, stream=None) -> list[str]:
+    """Prints a continuation of each prompt as its tokens are produced (or each translation).
+
+    What ``keras-lm generate`` runs: one line per prompt, the prompt followed by its continuation,
+    written to ``stream`` (default: standard output) as the tokens come; a seq2seq model prints
+    each translation when it is complete. A ``.keras`` CausalLM is decoded one token at a time
+    through its KV cache, picking tokens as its generation export does (greedy, or the ``sample``
+    signature's seeded draws); a generation export is asked for 1, 2, 4, ... new tokens (its
+    signatures return whole texts), which gives the same text at most twice the work. Arguments
+    are ``generate_text``'s and are checked before anything is printed. Returns the lines.
+    """
+    stream = sys.stdout if stream is None else stream
+    prompts = [str(p) for p in prompts]
+    check_generation_arguments(DEFAULT_MAX_NEW_TOKENS if max_new_tokens is None else max_new_tokens, temperature,
+                               top_k, top_p, seed)
+    if num_beams is not None and (not is_integer(num_beams) or num_beams < 1):
+        raise ValueError(f"num_beams must be an integer >= 1 (1 is greedy decoding), got {num_beams!r}.")
+    check_model_path(model)
+    streamer = _export_streamer if os.path.isdir(model) else _keras_streamer
+    lines = streamer(model, prompts, max_new_tokens, temperature, top_k, top_p, seed, num_beams, stream)
+    if lines is None:  # a seq2seq model: whole translations
+        lines = generate_lines(model, prompts, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                               seed=seed, num_beams=num_beams)
+        for line in lines:
+            stream.write(line + "\n")
+            stream.flush()
+    return lines
+
+
+class _Line:
+    """One printed line: the prompt, then each new piece of its continuation."""
+
+    def __init__(self, prompt: str, stream):
+        self.prompt, self.stream, self.printed, self.started = prompt, stream, "", False
+
+    def show(self, text: str, final: bool = False) -> None:
+        """Prints what `text` (the continuation so far) adds; an incomplete character waits."""
+        if not final:
+            text = text.rstrip("\ufffd")
+        if not self.started:
+            self.stream.write(self.prompt)
+            self.started = True
+        if text.startswith(self.printed):
+            self.stream.write(text[len(self.printed):])
+            self.printed = text
+        elif final:  # a text that does not extend what is shown: show the whole line again
+            self.stream.write("\n" + self.prompt + text)
+            self.printed = text
+        if final:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def _export_streamer(model, prompts, max_new_tokens, temperature, top_k, top_p, seed, num_beams, stream):
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (tokenizer ops used by the serving graph)
+
+    served = tf.saved_model.load(model)
+    if _is_seq2seq_export(served):
+        return None
+    if num_beams is not None:
+        raise ValueError(f"num_beams applies to seq2seq models; '{model}' is not a seq2seq export.")
+    max_new_tokens = DEFAULT_MAX_NEW_TOKENS if max_new_tokens is None else max_new_tokens
+    signature = "serving_default" if temperature <= 0 else "sample"
+    if signature not in served.signatures:
+        raise ValueError(f"'{model}' has no {signature} signature.")
+    sampling = {}
+    if signature == "sample":
+        sampling = {"temperature": tf.constant(temperature, tf.float32), "top_k": tf.constant(top_k, tf.int32),
+                    "top_p": tf.constant(top_p, tf.float32), "seed": tf.constant(seed, tf.int64)}
+
+    def call(texts, new_tokens, only_argument_errors=False):
+        try:
+            outputs = served.signatures[signature](prompts=tf.constant(texts, tf.string),
+                                                   max_new_tokens=tf.constant(new_tokens, tf.int32), **sampling)
+        except TypeError as error:
+            raise ValueError(f"'{model}' is neither a generation nor a seq2seq export: {error}") from None
+        except tf.errors.InvalidArgumentError as error:
+            found = re.search(r"(max_new_tokens must be [^\]]*\)|max_new_tokens must be >= 0|Empty prompt[^\]]*"
+                              r"|(?:temperature|top_k|top_p) must be [^\];]*)", error.message)
+            if only_argument_errors and not found:
+                return None
+            raise ValueError(found.group(1) if found else error.message.strip().splitlines()[-1]) from None
+        if "text" not in outputs:
+            raise ValueError(f"'{model}' is not a generation export (its outputs: {', '.join(sorted(outputs))}).")
+        return outputs
+
+    # An empty batch checks max_new_tokens and the sampling values before anything is printed (a
+    # tokenizer that cannot take an empty batch leaves the check to the calls below).
+    call(tf.constant([], tf.string), max_new_tokens, only_argument_errors=True)
+    lines = []
+    for prompt in prompts:
+        line, new_tokens = _Line(prompt, stream), 1
+        while True:
+            new_tokens = min(new_tokens, max_new_tokens)
+            outputs = call([prompt], new_tokens)
+            text = outputs["text"].numpy()[0].decode("utf-8", errors="replace")
+            done = new_tokens == max_new_tokens or int(outputs["length"].numpy()[0]) < new_tokens
+            line.show(text, final=done)
+            if done:
+                break
+            new_tokens *= 2
+        lines.append(prompt + line.printed)
+    return lines
+
+
+def _keras_streamer(model, prompts, max_new_tokens, temperature, top_k, top_p, seed, num_beams, stream):
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_lm.export.generation import sample_next_token
+    from keras_lm.tasks.causal_lm import next_logits, prefilled_cache
+
+    task = keras.saving.load_model(model)
+    if isinstance(task, keras_lm.tasks.Seq2SeqLM):
+        return None
+    if not isinstance(task, keras_lm.tasks.CausalLM):
+        raise ValueError(f"'{model}' holds a {type(task).__name__}, neither a CausalLM nor a Seq2SeqLM.")
+    if num_beams is not None:
+        raise ValueError(f"num_beams applies to seq2seq models; '{model}' holds a CausalLM.")
+    max_new_tokens = DEFAULT_MAX_NEW_TOKENS if max_new_tokens is None else max_new_tokens
+    backbone, vocabulary_size = task.backbone, task._generation_vocabulary_size()
+    end = getattr(task.tokenizer, "end_token_id", None)
+    rows = task._prepare(task._encode_prompts(prompts)[0], max_new_tokens)
+    pick = sample_next_token(tf.constant(float(temperature)), tf.constant(int(top_k)), tf.constant(float(top_p)),
+                             tf.constant(int(seed), tf.int64))
+
+    @tf.function(reduce_retracing=True)
+    def step(tokens, cache, index):
+        logits, _, cache = next_logits(backbone, tokens, cache, index, vocabulary_size)
+        return pick(logits, index), cache
+
+    lines = []
+    for prompt, row in zip(prompts, rows):
+        length, line = len(row), _Line(prompt, stream)
+        tokens = np.zeros((1, length + max_new_tokens), "int32")
+        tokens[0, :length] = row
+        cache = prefilled_cache(backbone, tf.constant(tokens), length)
+        new = []
+        for index in range(length, length + max_new_tokens):
+            token, cache = step(tf.constant(tokens), cache, tf.constant(index))
+            token = int(token.numpy()[0])
+            tokens[0, index] = token
+            if token == end:
+                break
+            new.append(token)
+            line.show(task._detokenize([new])[0])
+        line.show(task._detokenize([new])[0] if new else "", final=True)
+        lines.append(prompt + line.printed)
+    return lines
 
 
 def _is_seq2seq_export(served) -> bool:

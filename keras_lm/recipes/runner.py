@@ -8,6 +8,7 @@ keyword arguments of those functions, run in order with one shared output direct
     serve: {}
     report: {}
 """
+import importlib
 import inspect
 import os
 import time
@@ -16,29 +17,40 @@ import typing
 
 import yaml
 
-from keras_lm.recipes import checkpoint, gpt, text_to_text, translation
-from keras_lm.recipes import report as report_module
-from keras_lm.recipes import workflows
 from keras_lm.values import is_integer, is_number
 
+#: Step name -> "module:function". A module is imported when one of its steps is used, so that
+#: reading the list (`keras-lm --help`, an unknown step) imports nothing heavy. One line per step.
 STEPS = {
-    "train_vocabulary": workflows.train_vocabulary,
-    "pretrain": workflows.pretrain,
-    "finetune": workflows.finetune,
-    "serve": workflows.serve,
-    "report": report_module.report,
-    "train_byte_pair": gpt.train_byte_pair,
-    "pretrain_causal_lm": gpt.pretrain_causal_lm,
-    "generate": gpt.generate,
-    "import_checkpoint": checkpoint.import_checkpoint,
-    "checkpoint_report": checkpoint.checkpoint_report,
-    "train_translation": translation.train_translation,
-    "evaluate_translation": translation.evaluate_translation,
-    "translation_report": translation.translation_report,
-    "pretrain_span_corruption": text_to_text.pretrain_span_corruption,
-    "finetune_text_to_text": text_to_text.finetune_text_to_text,
-    "text_to_text_report": text_to_text.text_to_text_report,
+    "train_vocabulary": "keras_lm.recipes.workflows:train_vocabulary",
+    "pretrain": "keras_lm.recipes.workflows:pretrain",
+    "finetune": "keras_lm.recipes.workflows:finetune",
+    "serve": "keras_lm.recipes.workflows:serve",
+    "report": "keras_lm.recipes.report:report",
+    "train_byte_pair": "keras_lm.recipes.gpt:train_byte_pair",
+    "pretrain_causal_lm": "keras_lm.recipes.gpt:pretrain_causal_lm",
+    "generate": "keras_lm.recipes.gpt:generate",
+    "import_checkpoint": "keras_lm.recipes.checkpoint:import_checkpoint",
+    "checkpoint_report": "keras_lm.recipes.checkpoint:checkpoint_report",
+    "train_translation": "keras_lm.recipes.translation:train_translation",
+    "evaluate_translation": "keras_lm.recipes.translation:evaluate_translation",
+    "translation_report": "keras_lm.recipes.translation:translation_report",
+    "pretrain_span_corruption": "keras_lm.recipes.text_to_text:pretrain_span_corruption",
+    "finetune_text_to_text": "keras_lm.recipes.text_to_text:finetune_text_to_text",
+    "text_to_text_report": "keras_lm.recipes.text_to_text:text_to_text_report",
+    "compare_peft": "keras_lm.recipes.peft:compare_peft",
+    "distill": "keras_lm.recipes.distillation:distill",
+    "compare_adversarial": "keras_lm.recipes.adversarial:compare_adversarial",
+    "compare_augmentation": "keras_lm.recipes.augmentation:compare_augmentation",
+    "continual": "keras_lm.recipes.continual:continual",
+    "prompting": "keras_lm.recipes.prompting:prompting",
 }
+
+
+def step_function(step: str):
+    """The function of recipe step `step` (its module imported on first use)."""
+    module, _, name = STEPS[step].partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 class RecipeError(ValueError):
@@ -76,7 +88,7 @@ def validate_recipe(recipe: dict, source: str = "recipe") -> None:
             continue
         if not isinstance(arguments, dict):
             raise RecipeError(f"{source}: step '{step}' must map argument names to values.")
-        accepted = inspect.signature(STEPS[step]).parameters
+        accepted = inspect.signature(step_function(step)).parameters
         for key in arguments:
             if key == "output" or key not in accepted:
                 names = ", ".join(name for name in accepted if name != "output")
@@ -84,7 +96,7 @@ def validate_recipe(recipe: dict, source: str = "recipe") -> None:
                     f"{source}: unknown key '{step}.{key}'; '{step}' accepts: {names}."
                 )
         try:
-            check_arguments(STEPS[step], arguments, lambda key: f"{step}.{key}")
+            check_arguments(step_function(step), arguments, lambda key: f"{step}.{key}")
         except ValueError as error:
             raise RecipeError(f"{source}: {error}") from None
 
@@ -104,6 +116,8 @@ def check_arguments(function, arguments: dict, describe=lambda key: key) -> None
                 f"{describe(key)} must be {_type_name(hints[key])}, got {value!r} "
                 f"({type(value).__name__})."
             )
+    from keras_lm.recipes import workflows
+
     problem = workflows.check_values(function, arguments)
     if problem:
         key, message = problem
@@ -165,6 +179,6 @@ def run_recipe(path: str, output: str, overrides: dict | None = None) -> dict:
     start = time.time()
     results = {}
     for step, arguments in recipe.items():
-        results[step] = STEPS[step](output=output, **(arguments or {}))
+        results[step] = step_function(step)(output=output, **(arguments or {}))
     print(f"== recipe '{os.path.basename(path)}' finished in {time.time() - start:.0f} s; outputs in {output}")
     return results

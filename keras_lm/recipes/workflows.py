@@ -11,6 +11,7 @@ separate processes (the CLI) or one after another (a recipe):
     OUTPUT/metrics.json           every figure the steps produced
 """
 import contextlib
+import dataclasses
 import json
 import os
 import random
@@ -25,6 +26,7 @@ import tensorflow as tf
 import keras_lm
 from keras_lm.applications.bert import BERT_SIZES
 from keras_lm.export.files import check_export_target, refuse_unsafe_directory
+from keras_lm.recipes.progress import fit_verbosity, progress_callbacks
 from keras_lm.values import is_integer, is_number
 
 METRICS_FILE = "metrics.json"
@@ -349,14 +351,16 @@ def pretrain(
     history = StepHistory()
     held_out = HeldOutCurve(validation, steps, evaluations)
     start = time.time()
+    callbacks = [history, held_out, *progress_callbacks(steps)]
     if backup_dir:
         keras_lm.training.resumable_fit(
             pretrainer, train, backup_dir, epochs=1, steps_per_epoch=steps,
-            save_every=max(1, steps // 10), callbacks=[history, held_out], shuffle=False,
+            save_every=max(1, steps // 10), callbacks=callbacks, shuffle=False, verbose=fit_verbosity(),
         )
     else:
         pretrainer.fit(
-            train.repeat(), steps_per_epoch=steps, epochs=1, callbacks=[history, held_out], shuffle=False
+            train.repeat(), steps_per_epoch=steps, epochs=1, callbacks=callbacks, shuffle=False,
+            verbose=fit_verbosity(),
         )
     seconds = time.time() - start - held_out.seconds
     _stage("evaluating on the held-out texts")
@@ -539,7 +543,117 @@ def encoder_class(pretraining: dict):
 
 
 def _labelled(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """`(text, label)` pairs, or `((text, text_pair), label)` for sentence pairs."""
+    if "text_pair" in dataset.element_spec:
+        return dataset.map(lambda example: ((example["text"], example["text_pair"]), example["label"]))
     return dataset.map(lambda example: (example["text"], example["label"]))
+
+
+#: Without a validation file, every HELD_OUT_EVERY-th training example is held out for validation.
+HELD_OUT_EVERY = 10
+
+
+@dataclasses.dataclass
+class FinetuningExamples:
+    """The train, validation and test splits of `finetune` as `(text, label)` datasets.
+
+    `label_names` are the class names by id (None for integer labels without names), `num_classes`
+    the number of classes the data shows (None when it must be counted), `files` the files read
+    (None for a dataset name) and `description` what metrics.json records about them.
+    """
+
+    splits: tuple
+    label_names: tuple | None
+    num_classes: int | None
+    files: dict | None
+    description: dict
+
+
+def finetuning_examples(dataset: str, train: str | None, validation: str | None, test: str | None,
+                        columns: dict) -> FinetuningExamples:
+    """The labelled splits `finetune` trains, selects and reports on (see its docstring).
+
+    `columns` maps "text", "label" and "text_pair" (None: single texts) to column or feature names.
+    """
+    options = {"text": columns["text"], "label": columns["label"], "text_pair": columns.get("text_pair")}
+    if train is None:
+        if validation or test:
+            raise ValueError("`validation` and `test` files need a `train` file (--train) too.")
+        return _dataset_examples(dataset, options)
+    read = {"train": keras_lm.data.read_labelled(train, **options)}
+    names = read["train"].label_names
+    for split, path in (("validation", validation), ("test", test)):
+        if path:
+            read[split] = keras_lm.data.read_labelled(path, label_names=names, **options)
+    sources = {"train": train, "validation": validation, "test": test}
+    if "validation" not in read:
+        _stage(f"no validation file: every {HELD_OUT_EVERY}th training example is held out for validation")
+        read["train"], read["validation"] = _hold_out(read["train"])
+        sources["validation"] = f"every {HELD_OUT_EVERY}th example of {train}"
+    if "test" not in read:
+        _stage("no test file: the test figures are measured on the validation examples")
+        read["test"] = read["validation"]
+        sources["test"] = f"the validation examples ({sources['validation']})"
+    description = {
+        **sources,
+        "examples": {split: len(rows.texts) for split, rows in read.items()},
+        "bad_rows": {split: [str(bad) for bad in rows.bad_rows] for split, rows in read.items() if rows.bad_rows},
+        "label_names": None if names is None else list(names),
+    }
+    splits = tuple(_labelled(read[split].dataset()) for split in ("train", "validation", "test"))
+    num_classes = len(names) if names is not None else max(rows.num_classes for rows in read.values())
+    files = {split: path for split, path in (("train", train), ("validation", validation), ("test", test)) if path}
+    return FinetuningExamples(splits, names, num_classes, files, description)
+
+
+def _hold_out(rows):
+    """`(kept, held out)`: every `HELD_OUT_EVERY`-th example of `rows` (a LabelledExamples) held out."""
+    def select(keep):
+        chosen = [i for i in range(len(rows.texts)) if ((i % HELD_OUT_EVERY) == HELD_OUT_EVERY - 1) != keep]
+        return dataclasses.replace(
+            rows, texts=[rows.texts[i] for i in chosen], labels=rows.labels[chosen],
+            lines=[rows.lines[i] for i in chosen], bad_rows=rows.bad_rows if keep else [],
+            text_pairs=None if rows.text_pairs is None else [rows.text_pairs[i] for i in chosen],
+        )
+
+    kept, held_out = select(True), select(False)
+    if not held_out.texts:
+        raise ValueError(f"'{rows.source}' has {len(rows.texts)} examples: too few to hold out validation examples; "
+                         "pass a validation file (--validation).")
+    return kept, held_out
+
+
+def _dataset_examples(dataset: str, options: dict) -> FinetuningExamples:
+    loaded = {split: keras_lm.data.load(dataset, split=split, **options) for split in ("train", "validation")}
+    description = {"train": f"{dataset}:train", "validation": f"{dataset}:validation", "test": f"{dataset}:test"}
+    if has_split(dataset, "test"):
+        loaded["test"] = keras_lm.data.load(dataset, split="test", **options)
+    else:
+        _stage(f"'{dataset}' has no test split: the test figures are measured on its validation split")
+        loaded["test"] = loaded["validation"]
+        description["test"] = f"{dataset}:validation (no test split)"
+    names = loaded["train"].label_names
+    description["label_names"] = None if names is None else list(names)
+    splits = tuple(_labelled(loaded[split]) for split in ("train", "validation", "test"))
+    return FinetuningExamples(splits, names, None if names is None else len(names), None, description)
+
+
+def _num_classes(examples: FinetuningExamples, num_classes: int | None) -> int:
+    """`num_classes` checked against the data, or the number of classes the data shows."""
+    found = examples.num_classes
+    if found is None:  # integer labels without names: the largest id of any split + 1
+        found = 1 + max(int(split.reduce(tf.constant(-1, tf.int64), lambda top, e: tf.maximum(
+            top, tf.cast(e[1], tf.int64)))) for split in examples.splits)
+    if num_classes is None:
+        if found < 2:
+            raise ValueError(f"The training data has {found} class: a classifier needs at least 2.")
+        return found
+    if examples.label_names is not None and num_classes != found:
+        raise ValueError(f"num_classes is {num_classes} but the data names {found} classes "
+                         f"({', '.join(examples.label_names)}); leave num_classes out to use them.")
+    if num_classes < found:
+        raise ValueError(f"num_classes is {num_classes} but the data has class ids up to {found - 1}.")
+    return num_classes
 
 
 #: Fine-tuning batches are formed within windows of this many batches of shuffled examples.
@@ -547,8 +661,12 @@ SORT_WINDOW = 16
 
 
 def _sort_by_length(texts, labels):
-    order = tf.argsort(tf.strings.length(texts), stable=True)
-    return tf.data.Dataset.from_tensor_slices((tf.gather(texts, order), tf.gather(labels, order)))
+    """The window's examples in order of length (of both texts for a sentence pair)."""
+    parts = texts if isinstance(texts, tuple) else (texts,)
+    order = tf.argsort(tf.add_n([tf.strings.length(part) for part in parts]), stable=True)
+    ordered = tuple(tf.gather(part, order) for part in parts)
+    return tf.data.Dataset.from_tensor_slices((ordered if isinstance(texts, tuple) else ordered[0],
+                                               tf.gather(labels, order)))
 
 
 def _with_batch_count(batches: tf.data.Dataset, examples: tf.data.Dataset, batch_size: int):
@@ -666,7 +784,7 @@ def finetune(
     output: str,
     encoder: str | None = None,
     dataset: str = "movie_snippets",
-    num_classes: int = 2,
+    num_classes: int | None = None,
     epochs: int = 2,
     batch_size: int = 32,
     learning_rate: float = 1e-4,
@@ -679,6 +797,12 @@ def finetune(
     pooling: str = "cls",
     from_hf: str | None = None,
     transfer: str = "all",
+    train: str | None = None,
+    validation: str | None = None,
+    test: str | None = None,
+    text_column: str = "text",
+    label_column: str = "label",
+    text_pair_column: str | None = None,
 ) -> str:
     """Reloads the exported encoder trainably, fine-tunes a classifier per seed, exports serving.
 
@@ -704,6 +828,15 @@ def finetune(
     random-init start's are. After a short masked-LM pretraining the embeddings already carry
     lexical knowledge while the blocks are a worse start than random ones (see
     applications/quickstart.yaml).
+
+    The examples are the `train`, `validation` and `test` splits of `dataset` (an embedded corpus or
+    "tfds:NAME"), or your own CSV / TSV / JSON Lines files: `train` (required for files),
+    `validation` (default: every 10th example of `train`, held out) and `test` (default: the
+    validation examples, said so in metrics.json). `text_column`, `label_column` and
+    `text_pair_column` (sentence pairs) name the columns or features; every unusable row is
+    reported with its line number (see `keras_lm.data.read_labelled`). Class names become ids
+    (sorted, from the training file) and the classifier keeps them: its serving export returns
+    `label_name` next to `label`. `num_classes` defaults to the number of classes in the data.
     """
     _check_values(finetune, locals())
     if from_hf:
@@ -714,28 +847,31 @@ def finetune(
         import_checkpoint(output, checkpoint=from_hf)
     encoder = encoder or os.path.join(output, ENCODER_EXPORT)
     serving_export = os.path.join(output, SERVING_EXPORT)
-    sources = (encoder, os.path.join(output, "classifier.keras"))
+    sources = (encoder, os.path.join(output, "classifier.keras"), *(f for f in (train, validation, test) if f))
     check_export_target(serving_export, overwrite=True, kind="serving", protected=sources)
     seeds = list(seeds) if seeds else [seed]
-    train = _labelled(keras_lm.data.load(dataset, split="train"))
+    columns = {"text": text_column, "label": label_column, "text_pair": text_pair_column}
+    examples = finetuning_examples(dataset, train, validation, test, columns)
+    num_classes = _num_classes(examples, num_classes)
+    os.makedirs(output, exist_ok=True)
+    train, validation, test = examples.splits
     if max_train_examples:
         train = train.take(max_train_examples)
     train = train.cache()
-    validation = _labelled(keras_lm.data.load(dataset, split="validation")).cache()
-    test = _labelled(keras_lm.data.load(dataset, split="test")).cache()
-    data = (train, validation, test)
+    data = (train, validation.cache(), test.cache())
     per_epoch = _batches_per_epoch(train, batch_size)
 
     _stage(f"reloading the exported encoder {encoder} as a trainable Keras layer")
     keras.utils.set_random_seed(seeds[0])
-    classifier = keras_lm.tasks.Classifier.from_saved_model(encoder, num_classes=num_classes, pooling=pooling)
+    classifier = keras_lm.tasks.Classifier.from_saved_model(encoder, num_classes=num_classes, pooling=pooling,
+                                                            label_names=examples.label_names)
     encoder_values = {id(variable): variable.numpy() for variable in classifier.backbone.variables}
     pretrained_runs = _SeedRuns(classifier, learning_rate, epochs * per_epoch)
     runs, served_weights, served_seed, served_accuracy = [], None, None, -1.0
     for run_seed in seeds:
         start_values = encoder_values
         if transfer == "embeddings":
-            start_values = _with_new_blocks(classifier.backbone, encoder_values, output, run_seed)
+            start_values = _with_new_blocks(classifier.backbone, encoder_values, output, run_seed, encoder)
         weights = _pretrained_start(classifier, start_values, run_seed)
         runs.append(_finetune_run(pretrained_runs, weights, "pretrained", run_seed, data, epochs,
                                   batch_size, learning_rate))
@@ -749,7 +885,7 @@ def finetune(
         random_epochs = random_init_epochs or epochs
         results["random_init"] = _random_init_runs(
             output, classifier, num_classes, seeds, data, random_epochs, batch_size,
-            random_learning_rate, per_epoch, pooling,
+            random_learning_rate, per_epoch, pooling, encoder=encoder,
         )
         results["difference"] = (
             results["pretrained"]["test_accuracy"] - results["random_init"]["test_accuracy"]
@@ -759,7 +895,8 @@ def finetune(
         output,
         "finetuning",
         {
-            "dataset": dataset,
+            "dataset": dataset if examples.files is None else examples.files["train"],
+            "data": examples.description,
             "epochs": epochs,
             "batch_size": batch_size,
             "pooling": pooling,
@@ -779,23 +916,42 @@ def finetune(
     return keras_lm.export.serving(classifier, serving_export, overwrite=True, protected=sources)
 
 
-def _new_encoder(output: str, seed: int):
-    """A new random encoder of the pretrained one's configuration (OUTPUT/metrics.json), for `seed`."""
+def _new_encoder(output: str, seed: int, export: str | None = None):
+    """A new random encoder of the pretrained one's configuration, for `seed`: as recorded in
+    OUTPUT/metrics.json by the pretrain step, else in the manifest of the encoder `export`."""
     config = read_metrics(output).get("pretraining", {}).get("backbone_config")
     if config is None:
+        exported = _exported_backbone_config(export)
+        if exported is not None:
+            keras.utils.set_random_seed(seed)
+            return keras.saving.deserialize_keras_object(exported)
         raise ValueError(
             f"transfer='embeddings' needs the pretrained encoder's configuration in {output}/{METRICS_FILE} "
-            "(written by the pretrain step); use transfer='all' for another encoder."
+            "(written by the pretrain step) or in the encoder export's manifest; use transfer='all' for another "
+            "encoder."
         )
     keras.utils.set_random_seed(seed)
     pretraining = read_metrics(output)["pretraining"]
     return encoder_class(pretraining).from_config(keras.saving.deserialize_keras_object(config))
 
 
-def _with_new_blocks(encoder, encoder_values: dict, output: str, seed: int) -> dict:
+def _exported_backbone_config(export: str | None) -> dict | None:
+    """The backbone configuration an encoder export's manifest records (keras_lm.export.encoder), else None."""
+    from keras_lm.tasks.saved_model import read_manifest
+
+    if not export:
+        return None
+    try:
+        return read_manifest(export).get("backbone")
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _with_new_blocks(encoder, encoder_values: dict, output: str, seed: int, export: str | None = None) -> dict:
     """`encoder_values` (by variable id) with every variable outside the embedding block replaced
     by a new random encoder's value for `seed`; variables are matched by name."""
-    fresh = {variable.path.replace("/", "_"): variable.numpy() for variable in _new_encoder(output, seed).weights}
+    new_encoder = _new_encoder(output, seed, export)
+    fresh = {variable.path.replace("/", "_"): variable.numpy() for variable in new_encoder.weights}
     values = dict(encoder_values)
     for variable in encoder.variables:
         if variable.name.startswith(EMBEDDING_VARIABLES) or variable.name == "seed_generator_state":
@@ -834,15 +990,26 @@ def _pretrained_start(classifier, encoder_values: dict, seed: int) -> list:
 
 
 def _random_init_runs(output, pretrained, num_classes, seeds, data, epochs, batch_size, learning_rate,
-                      per_epoch, pooling="cls") -> dict:
+                      per_epoch, pooling="cls", encoder: str | None = None) -> dict:
     """The random-init start: a new encoder of the pretrained one's architecture and precision
-    (its configuration as pretrained), with new random weights for each seed."""
+    (its configuration as pretrained, else as the `encoder` export's manifest records it), with new
+    random weights for each seed. Its tokenizer is the run's vocabulary (OUTPUT/vocab.txt) when the
+    run pretrained the encoder, else the export's own preprocessor."""
     metrics = read_metrics(output)
     pretraining = metrics.get("pretraining", {})
-    tokenizer = _load_tokenizer(output, None)
-    preprocessor = keras_lm.tokenizers.BertPreprocessor(
-        tokenizer, sequence_length=pretrained.preprocessor.sequence_length
-    )
+    exported_config = _exported_backbone_config(encoder)
+    has_vocabulary = os.path.isfile(os.path.join(output, "vocab.txt"))
+    if has_vocabulary and (pretraining or exported_config is None):
+        tokenizer = _load_tokenizer(output, None)
+        preprocessor = keras_lm.tokenizers.BertPreprocessor(
+            tokenizer, sequence_length=pretrained.preprocessor.sequence_length
+        )
+    elif exported_config is None and "checkpoint" not in metrics:
+        raise FileNotFoundError(
+            f"The random-init comparison needs the encoder's shape: '{encoder}' records none in its manifest and "
+            f"'{output}' holds no vocab.txt; export the encoder again with keras_lm.export.encoder, or pass "
+            "compare_random_init=False (--no-compare-random-init)."
+        )
 
     def new_classifier(seed):
         keras.utils.set_random_seed(seed)
@@ -851,9 +1018,13 @@ def _random_init_runs(output, pretrained, num_classes, seeds, data, epochs, batc
             backbone = keras_lm.applications.Bert(None, dtype=checkpoint["precision"], **checkpoint["shape"])
             return keras_lm.tasks.Classifier(backbone, num_classes=num_classes,
                                              preprocessor=pretrained.preprocessor, pooling=pooling)
-        elif "backbone_config" in pretraining:  # the very architecture (and precision) pretrained
+        elif "backbone_config" in pretraining and has_vocabulary:  # the very architecture (and precision) pretrained
             config = keras.saving.deserialize_keras_object(pretraining["backbone_config"])
             backbone = encoder_class(pretraining).from_config(config)
+        elif exported_config is not None:  # the architecture the export records, with the export's tokenizer
+            backbone = keras.saving.deserialize_keras_object(exported_config)
+            return keras_lm.tasks.Classifier(backbone, num_classes=num_classes,
+                                             preprocessor=pretrained.preprocessor, pooling=pooling)
         else:
             backbone = keras_lm.applications.Bert(
                 pretraining.get("size", "mini"),
@@ -880,7 +1051,8 @@ import tensorflow_text  # noqa: F401  (tokenizer ops used by the serving graph)
 directory, texts = sys.argv[1], json.loads(sys.argv[2])
 served = tf.saved_model.load(directory)
 outputs = served.signatures["serving_default"](text=tf.constant(texts))
-print(json.dumps({k: v.numpy().tolist() for k, v in outputs.items()}))
+as_json = lambda v: [x.decode("utf-8") for x in v.tolist()] if v.dtype == object else v.tolist()
+print(json.dumps({k: as_json(v.numpy()) for k, v in outputs.items()}))
 """
 
 
@@ -894,7 +1066,10 @@ def serve(
     labels: tuple = ("negative", "positive"),
     model: str | None = None,
 ) -> list:
-    """Answers raw sentences from the serving export in a fresh Python process."""
+    """Answers raw sentences from the serving export in a fresh Python process.
+
+    The class names are the export's own (`label_name`, when the classifier has names), else `labels`.
+    """
     model = model or os.path.join(output, SERVING_EXPORT)
     if not os.path.isfile(os.path.join(model, "saved_model.pb")):
         raise FileNotFoundError(
@@ -913,9 +1088,11 @@ def serve(
         raise RuntimeError(f"Serving process failed:\n{result.stderr[-2000:]}")
     answer = json.loads(result.stdout.strip().splitlines()[-1])
     rows = []
-    for text, label, probabilities in zip(sentences, answer["label"], answer["probabilities"]):
-        rows.append({"text": text, "label": labels[label], "probabilities": probabilities})
-        print(f"   {labels[label]:>8}  p={max(probabilities):.3f}  {text}")
+    names = answer.get("label_name") or [labels[label] if label < len(labels) else str(label)
+                                         for label in answer["label"]]
+    for text, name, probabilities in zip(sentences, names, answer["probabilities"]):
+        rows.append({"text": text, "label": name, "probabilities": probabilities})
+        print(f"   {name:>8}  p={max(probabilities):.3f}  {text}", flush=True)
     _update_metrics(output, "serving", {"answers": rows})
     return rows
 
