@@ -14,13 +14,13 @@ OUTPUT/metrics.json ("adversarial"), OUTPUT/adversarial.md and OUTPUT/adversaria
 from __future__ import annotations
 
 import os
-import shutil
 
 import numpy as np
 import tensorflow as tf
 
 import keras_lm
 from keras_lm.recipes.distillation import labelled_splits
+from keras_lm.recipes.report_files import write_report
 from keras_lm.recipes.workflows import (
     ENCODER_EXPORT,
     _batches_per_epoch,
@@ -232,13 +232,4 @@ def write_adversarial_report(output: str, figures: dict, results: str | None = N
     lines += ["", f"![validation and test accuracy]({FIGURE})"]
     os.makedirs(output, exist_ok=True)
     _plot(figures, os.path.join(output, FIGURE))
-    path = os.path.join(output, REPORT)
-    with open(path, "w", encoding="utf-8") as file:
-        file.write("\n".join(lines) + "\n")
-    _stage(f"report written to {path}")
-    print("\n".join(lines[:-1]))
-    if results:
-        os.makedirs(results, exist_ok=True)
-        for name in (REPORT, FIGURE):
-            shutil.copy2(os.path.join(output, name), os.path.join(results, name))
-    return path
+    return write_report(output, REPORT, lines, results, copies=(FIGURE,))

@@ -28,6 +28,7 @@ from keras_lm.data.augmentation import (
     TokenDropout,
     with_paraphrases,
 )
+from keras_lm.recipes.report_files import write_report
 from keras_lm.recipes.workflows import (
     ENCODER_EXPORT,
     StepHistory,
@@ -315,8 +316,7 @@ def _plot(section: dict, path: str) -> None:
 
 def write_report(output: str, section: dict, results: str | None = None) -> str:
     """OUTPUT/augmentation.md and OUTPUT/augmentation.png from the section; copied to ``results`` when given."""
-    import shutil
-
+    
     rates = section["token_noise"]
     lines = [
         f"# Data augmentation on {section['dataset']}",
@@ -345,14 +345,4 @@ def write_report(output: str, section: dict, results: str | None = None) -> str:
     lines += ["", f"Majority class: {section['majority_baseline']:.4f} test accuracy.", "",
               f"![augmentation]({FIGURE_FILE})"]
     _plot(section, os.path.join(output, FIGURE_FILE))
-    path = os.path.join(output, REPORT_FILE)
-    with open(path, "w") as file:
-        file.write("\n".join(lines) + "\n")
-    _stage(f"report written to {path}")
-    print("\n".join(lines[:-1]))
-    if results:
-        os.makedirs(results, exist_ok=True)
-        for name in (REPORT_FILE, FIGURE_FILE, "metrics.json"):
-            shutil.copy2(os.path.join(output, name), os.path.join(results, name))
-        _stage(f"report copied to {results}")
-    return path
+    return write_report(output, REPORT_FILE, lines, results, copies=(FIGURE_FILE, "metrics.json"))

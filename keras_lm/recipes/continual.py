@@ -19,6 +19,7 @@ import tensorflow as tf
 
 import keras_lm
 from keras_lm.data.definitions import noun_verb_definitions
+from keras_lm.recipes.report_files import write_report
 from keras_lm.recipes.workflows import (
     ENCODER_EXPORT,
     _check_values,
@@ -287,8 +288,7 @@ def _plot(section: dict, path: str) -> None:
 
 def write_report(output: str, section: dict, results: str | None = None) -> str:
     """OUTPUT/continual.md and OUTPUT/continual.png from the section; copied to ``results`` when given."""
-    import shutil
-
+    
     after_a = section["after_a"]
     examples = section["examples"]
     lines = [
@@ -327,14 +327,4 @@ def write_report(output: str, section: dict, results: str | None = None) -> str:
         f"![continual]({FIGURE_FILE})",
     ]
     _plot(section, os.path.join(output, FIGURE_FILE))
-    path = os.path.join(output, REPORT_FILE)
-    with open(path, "w") as file:
-        file.write("\n".join(lines) + "\n")
-    _stage(f"report written to {path}")
-    print("\n".join(lines[:-1]))
-    if results:
-        os.makedirs(results, exist_ok=True)
-        for name in (REPORT_FILE, FIGURE_FILE, "metrics.json"):
-            shutil.copy2(os.path.join(output, name), os.path.join(results, name))
-        _stage(f"report copied to {results}")
-    return path
+    return write_report(output, REPORT_FILE, lines, results, copies=(FIGURE_FILE, "metrics.json"))

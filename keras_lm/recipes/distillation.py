@@ -15,12 +15,12 @@ OUTPUT/distillation.png.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 
 import keras
 
 import keras_lm
+from keras_lm.recipes.report_files import write_report
 from keras_lm.recipes.workflows import (
     ENCODER_EXPORT,
     StepHistory,
@@ -248,13 +248,4 @@ def write_distillation_report(output: str, figures: dict, results: str | None = 
               f"![validation curves]({FIGURE})"]
     os.makedirs(output, exist_ok=True)
     _plot(figures, os.path.join(output, FIGURE))
-    path = os.path.join(output, REPORT)
-    with open(path, "w", encoding="utf-8") as file:
-        file.write("\n".join(lines) + "\n")
-    _stage(f"report written to {path}")
-    print("\n".join(lines[:-1]))
-    if results:
-        os.makedirs(results, exist_ok=True)
-        for name in (REPORT, FIGURE):
-            shutil.copy2(os.path.join(output, name), os.path.join(results, name))
-    return path
+    return write_report(output, REPORT, lines, results, copies=(FIGURE,))

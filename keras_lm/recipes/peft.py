@@ -15,7 +15,6 @@ OUTPUT/peft.md and OUTPUT/peft.png.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 
 import keras
@@ -24,6 +23,7 @@ import tensorflow as tf
 
 import keras_lm
 from keras_lm import peft
+from keras_lm.recipes.report_files import write_report
 from keras_lm.recipes.workflows import (
     ENCODER_EXPORT,
     _check_values,
@@ -306,16 +306,10 @@ def compare_peft(
         "methods": figures,
     }
     _update_metrics(output, "peft", section)
-    path = _write_report(output, section)
-    if results:
-        os.makedirs(results, exist_ok=True)
-        for name in (REPORT, FIGURE):
-            shutil.copy2(os.path.join(output, name), os.path.join(results, name))
-        _stage(f"report copied to {results}")
-    return path
+    return _write_report(output, section, results)
 
 
-def _write_report(output: str, section: dict) -> str:
+def _write_report(output: str, section: dict, results: str | None = None) -> str:
     methods = section["methods"]
     lines = [
         "# Parameter-efficient fine-tuning on the same budget",
@@ -336,13 +330,9 @@ def _write_report(output: str, section: dict) -> str:
             f"{figure['learning_rate']:g} | {figure['validation_accuracy']:.4f} | {figure['test_accuracy']:.4f} ± "
             f"{figure['test_accuracy_std']:.4f} | {figure['seconds']:.0f} |")
     lines += ["", f"Always answering the majority class scores {section['majority_class_test_accuracy']:.4f} on test.",
-              "", f"![test accuracy against trainable parameters]({FIGURE})", ""]
+              "", f"![test accuracy against trainable parameters]({FIGURE})"]
     _plot(section, os.path.join(output, FIGURE))
-    path = os.path.join(output, REPORT)
-    with open(path, "w") as file:
-        file.write("\n".join(lines))
-    print("\n".join(lines))
-    return path
+    return write_report(output, REPORT, lines, results, copies=(FIGURE,))
 
 
 def _plot(section: dict, path: str) -> None:

@@ -23,6 +23,7 @@ import tensorflow as tf
 import keras_lm
 from keras_lm.applications.t5 import T5, T5_SIZES
 from keras_lm.data.builders import EMBEDDED_BUILDERS
+from keras_lm.recipes.report_files import write_report
 from keras_lm.recipes.workflows import (
     SENTENCES_PER_DOCUMENT,
     StepHistory,
@@ -480,8 +481,7 @@ def text_to_text_report(output: str, results: str | None = None, notes: tuple = 
     are copied there. ``notes`` are lines added to the report (e.g. the settings tried on validation).
     """
     import platform
-    import shutil
-
+    
     from keras_lm.recipes.checkpoint import _processor
 
     metrics = read_metrics(output)
@@ -532,14 +532,4 @@ def text_to_text_report(output: str, results: str | None = None, notes: tuple = 
         lines.append("")
     _plot(figures["runs"], pretraining, os.path.join(output, "text_to_text.png"))
     lines.append("![training loss](text_to_text.png)")
-    path = os.path.join(output, "report.md")
-    with open(path, "w") as file:
-        file.write("\n".join(lines) + "\n")
-    _stage(f"report written to {path}")
-    print("\n".join(lines[:-1]))
-    if results:
-        os.makedirs(results, exist_ok=True)
-        for name in ("report.md", "text_to_text.png", "metrics.json"):
-            shutil.copy2(os.path.join(output, name), os.path.join(results, name))
-        _stage(f"report copied to {results}")
-    return path
+    return write_report(output, "report.md", lines, results, copies=("text_to_text.png", "metrics.json"))
