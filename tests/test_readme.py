@@ -4,6 +4,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -62,6 +64,7 @@ def test_checkpoint_example_runs_with_a_real_checkpoint(tmp_path):
     assert float(similarity) > 0.5  # two paraphrases, embedded by a model that knows language
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_seq2seq_example_runs_as_written(tmp_path):
     """The README's sequence-to-sequence example: train, beam-search, export for serving."""
     blocks = re.findall(r"```python\n(.*?)```", _readme(), re.S)

@@ -60,6 +60,7 @@ def test_a_keras_hub_t5_that_is_neither_v1_0_nor_v1_1_is_refused_by_name():
         seq2seq.t5_from_keras_hub(gated_exact_gelu)
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_quick_seq2seq_section_times_greedy_and_beam_with_the_same_tokens(tmp_path):
     results = run_benchmarks(str(tmp_path), sections=["seq2seq"], quick=True)
     section = results["seq2seq"]

@@ -114,6 +114,7 @@ def test_bad_lora_arguments_fail_clearly(classifier, preprocessor, tmp_path):
         lora(reloaded)
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_exported_merged_lora_classifier_answers_raw_strings_in_a_fresh_process(
     classifier, texts_and_labels, fit_and_diff, load_in_fresh_process, tmp_path
 ):

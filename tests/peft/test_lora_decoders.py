@@ -9,6 +9,7 @@ from keras_lm.peft.lora import lora, lora_layers, merge_lora
 
 @pytest.mark.parametrize("family, targets", [("Gpt2", ("qkv", "output", "intermediate_dense", "output_dense")),
                                              ("Llama", ("qkv", "output", "gate_up", "output_dense"))])
+@pytest.mark.slow  # long: run with -m slow
 def test_lora_on_decoder_blocks_merges_exactly(family, targets):
     decoder = getattr(keras_lm.applications, family)("tiny", vocabulary_size=200, max_sequence_length=32)
     ids = np.random.default_rng(0).integers(0, 200, (2, 12)).astype("int32")

@@ -86,6 +86,7 @@ def test_keras_file_round_trip_gives_identical_loss(pretrainer_class, validation
     assert len(restored.optimizer.variables) == len(pretrainer.optimizer.variables)
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_callbacks_checkpoint_backup_and_early_stopping(train_works, validation_works, preprocessor,
                                                         tiny_backbone, tmp_path):
     pretrainer = BertPretrainer(tiny_backbone, max_predictions=10)

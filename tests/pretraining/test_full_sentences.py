@@ -109,6 +109,7 @@ def test_mask_rate_and_replacements(train_works, roberta_preprocessor):
     assert abs(as_mask / selected - 0.8) < 0.04 and abs(unchanged / selected - 0.1) < 0.04
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_roberta_masked_lm_loss_falls_on_shakespeare(train_works, roberta_preprocessor):
     keras.utils.set_random_seed(0)
     corpus = tf.data.Dataset.from_tensor_slices(excerpts(train_works, 3, 20_000))

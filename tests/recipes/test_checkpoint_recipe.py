@@ -28,6 +28,7 @@ def hf_checkpoint(tmp_path_factory, movie_vocabulary, randomize_every_parameter)
     return model, directory
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_finetune_from_hf_imports_exports_fine_tunes_and_serves(hf_checkpoint, tmp_path, load_in_fresh_process):
     import torch
 

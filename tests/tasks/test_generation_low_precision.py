@@ -60,6 +60,7 @@ def test_logits_stay_within_the_stated_bound_of_float32_on_real_text(weight_dtyp
     np.testing.assert_array_equal(_prefill_logits(backbone, shakespeare_bytes), reference)
 
 
+@pytest.mark.slow  # long: run with -m slow
 @pytest.mark.parametrize("weight_dtype", LOW_PRECISION)
 def test_greedy_tokens_equal_float32_wherever_float32_is_not_a_near_tie(weight_dtype, shakespeare_bytes):
     """32 greedy steps from real prompts. Where float32's top-2 logits are further apart than twice
@@ -89,6 +90,7 @@ def test_greedy_tokens_equal_float32_wherever_float32_is_not_a_near_tie(weight_d
     assert np.mean(np.argmax(low, -1) == expected[:, 16:]) >= 0.9
 
 
+@pytest.mark.slow  # long: run with -m slow
 @pytest.mark.parametrize("weight_dtype", LOW_PRECISION)
 def test_left_padded_batch_gives_the_tokens_of_one_prompt_at_a_time(weight_dtype, shakespeare_bytes):
     lm = CausalLM(_random_gpt2(seed=1))
@@ -103,6 +105,7 @@ def test_left_padded_batch_gives_the_tokens_of_one_prompt_at_a_time(weight_dtype
         assert ids[mask == 1].tolist() == alone
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_one_trace_per_bucket_and_weight_dtype_and_copies_follow_new_weights(shakespeare_bytes):
     backbone = _random_gpt2(seed=2)
     lm = CausalLM(backbone)

@@ -138,6 +138,7 @@ def tiny_bert(vocabulary):
                                       num_heads=2, intermediate_dim=128, max_sequence_length=32)
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_learns_which_definition_fits_a_word_and_its_part_of_speech(definitions, definition_parts):
     """The task, on real WordNet text: given a word and its part of speech ("biodegrade", "as a verb"),
     pick its definition ("break down naturally through the action of biological agents") among four,
@@ -198,6 +199,7 @@ def test_raw_text_questions_and_keras_round_trip(definition_parts, tmp_path):
     assert config["num_choices"] == 2 and config["dropout"] == 0.1
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_from_saved_model_fine_tunes_the_reloaded_encoder(definition_parts, definitions, tmp_path):
     vocabulary, preprocessor = definition_parts
     backbone = tiny_bert(vocabulary)
