@@ -204,6 +204,7 @@ def test_serving_section_through_the_cli_writes_json_and_a_readme_table(tmp_path
     assert _table_row(text, serving).endswith("| reached |" if serving["reached"] else "| not reached |")
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_generation_tokens_match_keras_hub_with_every_weight_random():
     import keras_hub
 

@@ -113,6 +113,7 @@ def test_sample_signature_is_seeded_and_its_limits_reduce_to_greedy(causal_lm, e
     assert top_3.shape == (1, MAX_NEW)
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_hostile_requests_get_answers_or_clear_errors(export_dir, served, generate_in_fresh_process):
     empty_batch = generate_in_fresh_process(export_dir, [], max_new_tokens=MAX_NEW)
     for loader in ("eager", "session"):

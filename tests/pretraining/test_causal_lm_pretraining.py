@@ -22,6 +22,7 @@ def _model(tokenizer):
     return model
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_held_out_loss_beats_the_unigram_baseline_on_shakespeare(tokenizer, unigram_baseline):
     keras.utils.set_random_seed(0)
     model = _model(tokenizer)

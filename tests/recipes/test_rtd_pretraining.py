@@ -79,6 +79,7 @@ def test_rtd_objective_pairs_an_electra_of_bert_shape_with_a_quarter_width_gener
         "objective", "must be one of mlm, mlm+nsp, rtd, got 'electra'.")
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_rtd_pretraining_run_writes_its_figures_and_report(tmp_path, movie_vocabulary):
     """A 3-step ELECTRA run through the recipe step: metrics, the encoder export and the report's table."""
     from keras_lm.recipes import report, workflows

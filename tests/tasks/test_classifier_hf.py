@@ -186,6 +186,7 @@ def test_bad_checkpoints_are_one_clear_error_naming_the_tensor(sequence_classifi
         Classifier.from_hf(names)
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_the_imported_classifier_fine_tunes(sequence_classification, movie_sentences):
     _, directory = sequence_classification
     preprocessor = keras_lm.tokenizers.BertPreprocessor.from_hf(str(directory), sequence_length=32)

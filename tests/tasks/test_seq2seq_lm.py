@@ -344,6 +344,7 @@ def test_docstring_examples(module):
     assert result.attempted > 0 and result.failed == 0
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_a_functional_task_built_first_does_not_break_seq2seq_lm(tmp_path):
     # Building a functional task makes keras rewrite its base classes into keras' Functional; a
     # Seq2SeqLM (a subclassed model) built or loaded afterwards in the same process must still work.

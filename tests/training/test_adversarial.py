@@ -176,6 +176,7 @@ def test_pgd_stays_within_the_epsilon_ball_and_fgm_lies_on_it():
             assert np.all(norms < settings.epsilon * 0.9), norms
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_fit_on_real_text_with_pgd_lowers_the_loss(movie_preprocessor, movie_sentences):
     model = small_classifier(preprocessor=movie_preprocessor,
                              vocabulary_size=movie_preprocessor.tokenizer.vocabulary_size())
