@@ -61,7 +61,9 @@ def serving(task, directory: str, overwrite: bool = False, protected=(), **optio
     For a `TokenClassifier`: `text` → `words`, `tag_ids`, `tags`, `num_words` (one tag per word).
     For a `SpanQA`: `question` and `context` → `answer`, `start`, `end` (character offsets), `score`.
     For a `MultipleChoice`: `context` [batch] and `choices` [batch, choices] → `probabilities`, `choice`.
-    Loading the export needs `import tensorflow_text` in the loading process (its tokenizer ops).
+    Loading the export needs `import tensorflow_text` in the loading process (its tokenizer ops),
+    except with `portable=True` (a `Classifier` with a `BertPreprocessor` only): then the graph uses
+    core TensorFlow ops only, with the same token ids (see `keras_lm.export.portable`).
 
     `overwrite=True` replaces only a previous serving export (one holding the `.keras_lm_export`
     marker that every export writes); any other existing folder, `""`, `"."`, the home folder, a
@@ -75,6 +77,10 @@ def serving(task, directory: str, overwrite: bool = False, protected=(), **optio
     """
     from keras_lm.tasks import CausalLM, Classifier, MultipleChoice, SentenceEncoder, Seq2SeqLM, SpanQA, TokenClassifier
 
+    if options.pop("portable", False):
+        from keras_lm.export.portable import portable_serving
+
+        return portable_serving(task, directory, overwrite=overwrite, protected=protected, **options)
     refuse_unsafe_directory(directory, protected)
     headed = {TokenClassifier: "token_classifier", SpanQA: "span_qa", MultipleChoice: "multiple_choice"}
     for task_class, module in headed.items():

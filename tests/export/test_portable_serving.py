@@ -74,11 +74,12 @@ def test_packer_equals_bert_preprocessor(classifier):
         np.testing.assert_array_equal(packed[name].numpy(), expected[name].numpy(), err_msg=name)
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_portable_export_loads_without_tensorflow_text_and_the_normal_one_does_not(classifier, tmp_path):
     texts = [t.encode("utf-8") for t in TEXTS]
     logits = classifier(classifier.preprocessor(tf.constant(texts)), training=False)
     expected = tf.nn.softmax(logits).numpy()
-    portable = portable_serving(classifier, str(tmp_path / "portable"))
+    portable = keras_lm.export.serving(classifier, str(tmp_path / "portable"), portable=True)
     result = _load_without_tf_text(portable, TEXTS)
     assert "error" not in result, result.get("error")
     for loader in ("eager", "session"):

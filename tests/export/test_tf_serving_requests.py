@@ -110,3 +110,27 @@ def test_columnar_format_inputs(exported):
     outputs = answer["outputs"]
     _check(outputs["probabilities"], outputs["label"], outputs["label_name"], expected)
     assert serve_request(directory, json.dumps({"inputs": TEXTS})) == answer
+
+
+@pytest.mark.slow  # long: run with -m slow
+def test_saved_model_cli_shows_the_signature_and_answers_a_raw_string_request(exported):
+    import os
+    import subprocess
+    import sys
+
+    directory, expected = exported
+    cli = [os.path.join(os.path.dirname(sys.executable), "saved_model_cli")]
+    shown = subprocess.run(cli + ["show", "--all", "--dir", directory], capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    for line in ("inputs['text'] tensor_info:", "outputs['label_name'] tensor_info:", "dtype: DT_STRING",
+                 "outputs['probabilities'] tensor_info:", "dtype: DT_FLOAT", "dtype: DT_INT64"):
+        assert line in shown.stdout, shown.stdout
+    literal = json.dumps(TEXTS[:2], ensure_ascii=True)
+    ran = subprocess.run(
+        cli + ["run", "--dir", directory, "--tag_set", "serve", "--signature_def", "serving_default",
+               "--input_exprs", f"text={literal}"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    names = [f"b'{LABEL_NAMES[i]}'" for i in expected[:2].argmax(-1)]
+    assert f"Result for output key label_name:\n[{' '.join(names)}]" in ran.stdout, ran.stdout

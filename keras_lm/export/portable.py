@@ -1,0 +1,89 @@
+"""Classifier serving exports in core TensorFlow ops only: they load where tensorflow_text is missing."""
+import json
+import os
+
+import keras
+import tensorflow as tf
+
+from keras_lm.export.files import atomic_directory, refuse_unsafe_directory
+from keras_lm.export.serving import LABEL_NAMES_FILE
+from keras_lm.tasks.task import trim_padding
+from keras_lm.tokenizers.portable_word_piece import PortableWordPiece
+
+
+class PortableBertPacker(tf.Module):
+    """``BertPreprocessor`` for one segment in core ops: ``[CLS] tokens [SEP]`` padded to ``sequence_length``.
+
+    Example:
+        >>> packer = PortableBertPacker(preprocessor)  # doctest: +SKIP
+        >>> packer(tf.constant(["a gem"]))["token_ids"].shape  # doctest: +SKIP
+        TensorShape([1, 128])
+    """
+
+    def __init__(self, preprocessor, name: str | None = None) -> None:
+        super().__init__(name=name)
+        tokenizer = preprocessor.tokenizer
+        self.word_piece = PortableWordPiece(tokenizer)
+        self.sequence_length = int(preprocessor.sequence_length)
+        self.cls_id, self.sep_id, self.pad_id = int(tokenizer.cls_id), int(tokenizer.sep_id), int(tokenizer.pad_id)
+
+    def __call__(self, text: tf.Tensor) -> dict:
+        tokens = self.word_piece(text)[:, : self.sequence_length - 2]
+        rows = tokens.nrows()
+        packed = tf.concat(
+            [tf.fill([rows, 1], self.cls_id), tokens, tf.fill([rows, 1], self.sep_id)], axis=1
+        ).to_tensor(default_value=self.pad_id, shape=[None, self.sequence_length])
+        return {
+            "token_ids": packed,
+            "segment_ids": tf.zeros_like(packed),
+            "padding_mask": tf.not_equal(packed, self.pad_id),
+        }
+
+
+def portable_serving(task, directory: str, overwrite: bool = False, protected=()) -> str:
+    """A `Classifier` serving export (as `keras_lm.export.serving`) whose graph needs no tensorflow_text.
+
+    `serving_default` takes `text` (tf.string [batch]) and returns `probabilities` (float32
+    [batch, classes]), `label` (int64 [batch]) and `label_name` (tf.string [batch], when the
+    classifier has label names). The classifier's preprocessor must be a one-segment
+    `BertPreprocessor` with a `WordPiece` tokenizer; the ids are those of that tokenizer.
+
+    Example:
+        >>> keras_lm.export.portable.portable_serving(classifier, "serving/sentiment/1")  # doctest: +SKIP
+        >>> tf.saved_model.load("serving/sentiment/1").signatures["serving_default"](text=tf.constant(["a gem"]))  # doctest: +SKIP
+    """
+    from keras_lm.tasks import Classifier
+    from keras_lm.tokenizers.bert_preprocessor import BertPreprocessor
+
+    refuse_unsafe_directory(directory, protected)
+    if not isinstance(task, Classifier):
+        raise TypeError(f"portable_serving exports a Classifier; got {type(task).__name__}.")
+    if not isinstance(getattr(task, "preprocessor", None), BertPreprocessor):
+        raise ValueError(
+            "portable_serving needs a Classifier whose preprocessor is a BertPreprocessor (WordPiece); got "
+            f"{type(getattr(task, 'preprocessor', None)).__name__}."
+        )
+    packer = PortableBertPacker(task.preprocessor)
+    names = tuple(getattr(task, "label_names", None) or ())
+
+    def serve(text):
+        features = trim_padding(packer(text))
+        logits = tf.cast(task(features, training=False), tf.float32)
+        probabilities = tf.nn.softmax(logits, axis=-1)
+        label = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
+        outputs = {"probabilities": probabilities, "label": label}
+        if names:
+            outputs["label_name"] = tf.gather(tf.constant(list(names), tf.string), label)
+        return outputs
+
+    print(f"[export] writing portable serving SavedModel to {directory}")
+    with atomic_directory(directory, overwrite, kind="serving", protected=protected) as staging:
+        archive = keras.export.ExportArchive()
+        archive.track(task)
+        archive.add_endpoint("serve", serve, input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+        archive.write_out(staging, verbose=False)
+        if names:
+            os.makedirs(os.path.join(staging, os.path.dirname(LABEL_NAMES_FILE)), exist_ok=True)
+            with open(os.path.join(staging, LABEL_NAMES_FILE), "w", encoding="utf-8") as file:
+                json.dump({"label_names": list(names)}, file)
+    return directory
