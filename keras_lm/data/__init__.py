@@ -7,6 +7,14 @@ Example:
     >>> sorted(example)
     ['id', 'label', 'rating', 'text']
 """
+from keras_lm.data.augmentation import (
+    BackTranslation,
+    Compose,
+    LocalSwap,
+    RandomReplacement,
+    TokenDropout,
+    with_paraphrases,
+)
 from keras_lm.data.builders import (
     EMBEDDED_BUILDERS,
     BibleEnEs,
@@ -15,6 +23,7 @@ from keras_lm.data.builders import (
     StateOfTheUnion,
     WordnetGlosses,
 )
+from keras_lm.data.definitions import noun_verb_definitions
 from keras_lm.data.errors import DataUnavailableError
 from keras_lm.data.fetch import fetch_debian_package, fetch_npm_package, fetch_sdist
 from keras_lm.data.labelled import BadRow, BadRowError, LabelledExamples, load_labelled, read_labelled
@@ -22,6 +31,13 @@ from keras_lm.data.loading import load
 from keras_lm.data.translation_metrics import copy_source_bleu, corpus_bleu
 
 __all__ = [
+    "BackTranslation",
+    "Compose",
+    "LocalSwap",
+    "RandomReplacement",
+    "TokenDropout",
+    "noun_verb_definitions",
+    "with_paraphrases",
     "BadRow",
     "BadRowError",
     "BibleEnEs",
