@@ -20,6 +20,7 @@ def test_readme_opens_with_the_two_commands():
     assert commands == ["scripts/quickstart", "scripts/test"]
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_python_example_runs_as_written(tmp_path):
     example = re.search(r"```python\n(.*?)```", _readme(), re.S).group(1)
     assert len(example.strip().splitlines()) <= 20

@@ -69,6 +69,7 @@ def _in_memory_new_tokens(lm, prompts, max_new_tokens):
     return [g[len(p):] for g, p in zip(generated, prepared)]
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_greedy_text_equals_in_memory_generate_with_both_loaders(causal_lm, export_dir, generate_in_fresh_process):
     hostile = ["", "x y z " * 100, b"\xff\xfe\xc3\x28 broken utf-8", "tab\tbell\x07 nul\x00"]
     prompts = PROMPTS + hostile

@@ -77,6 +77,7 @@ def model(movie_vocabulary):
     return model
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_fresh_process_outputs_equal_in_memory_with_every_loader(model, tmp_path):
     directory = multiple_choice_serving(model, str(tmp_path / "choice" / "1"))
     assert open(os.path.join(directory, ".keras_lm_export")).read() == "serving\n"

@@ -118,6 +118,7 @@ DECODING = {"beam": dict(sampler="beam", num_beams=4, length_penalty=0.6, max_ne
             "greedy": dict(sampler="greedy", max_new_tokens=MAX_NEW, jit_compile=False)}
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_translations_equal_generate_in_a_fresh_process_with_both_loaders(exported):
     model = keras.saving.load_model(exported["model"])
     hostile = [("In the beginning God created the heavens and the earth. " * 20_000)[:MEGABYTE],  # 1 MB

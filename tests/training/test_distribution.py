@@ -121,6 +121,7 @@ MIRRORED = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_mirrored_over_two_cpu_devices_equals_one_device():
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     process = subprocess.run(
