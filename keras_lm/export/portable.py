@@ -6,8 +6,7 @@ import keras
 import tensorflow as tf
 
 from keras_lm.export.files import atomic_directory, refuse_unsafe_directory
-from keras_lm.export.serving import LABEL_NAMES_FILE
-from keras_lm.tasks.task import trim_padding
+from keras_lm.export.serving import LABEL_NAMES_FILE, _classifier_endpoint
 from keras_lm.tokenizers.portable_word_piece import PortableWordPiece
 
 
@@ -64,17 +63,8 @@ def portable_serving(task, directory: str, overwrite: bool = False, protected=()
             f"{type(getattr(task, 'preprocessor', None)).__name__}."
         )
     packer = PortableBertPacker(task.preprocessor)
+    serve = _classifier_endpoint(task, preprocess=packer)
     names = tuple(getattr(task, "label_names", None) or ())
-
-    def serve(text):
-        features = trim_padding(packer(text))
-        logits = tf.cast(task(features, training=False), tf.float32)
-        probabilities = tf.nn.softmax(logits, axis=-1)
-        label = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
-        outputs = {"probabilities": probabilities, "label": label}
-        if names:
-            outputs["label_name"] = tf.gather(tf.constant(list(names), tf.string), label)
-        return outputs
 
     print(f"[export] writing portable serving SavedModel to {directory}")
     with atomic_directory(directory, overwrite, kind="serving", protected=protected) as staging:

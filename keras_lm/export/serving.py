@@ -14,11 +14,11 @@ from keras_lm.tasks.task import trim_padding
 LABEL_NAMES_FILE = os.path.join("assets.extra", "label_names.json")
 
 
-def _classifier_endpoint(task):
+def _classifier_endpoint(task, preprocess=None):
     names = getattr(task, "label_names", None)
 
     def serve(text):
-        features = trim_padding(task.preprocessor(text))
+        features = trim_padding((preprocess or task.preprocessor)(text))
         logits = tf.cast(task(features, training=False), tf.float32)
         probabilities = tf.nn.softmax(logits, axis=-1)
         label = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
