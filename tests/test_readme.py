@@ -34,6 +34,7 @@ def test_python_example_runs_as_written(tmp_path):
     assert re.fullmatch(r"\[\[\s*-?[\d.e+-]+\s+-?[\d.e+-]+\s*\]\]", last_line), last_line
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_checkpoint_example_runs_with_a_real_checkpoint(tmp_path):
     """The README's checkpoint example, on all-MiniLM-L6-v2 and a GPT-2 folder written by `to_hf`."""
     from keras_lm.data.checkpoints import EMBEDDED_CHECKPOINTS

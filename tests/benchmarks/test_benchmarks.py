@@ -129,6 +129,7 @@ def quick_mlm_and_profile(tmp_path_factory):
     return run_benchmarks(str(output), sections=["mlm", "profile"], quick=True), output
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_quick_mlm_section_gives_every_figure_of_the_table(quick_mlm_and_profile):
     results, output = quick_mlm_and_profile
     mlm = results["mlm"]

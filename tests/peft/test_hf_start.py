@@ -22,6 +22,7 @@ def hf_checkpoint(movie_vocabulary, tmp_path, randomize_every_parameter):
     return model, str(tmp_path / "bert")
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_lora_on_a_from_hf_backbone_matches_transformers_then_merges_exactly(
     hf_checkpoint, preprocessor, texts_and_labels, fit_and_diff
 ):

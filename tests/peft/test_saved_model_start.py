@@ -57,6 +57,7 @@ def test_every_method_applies_to_a_rebuilt_saved_model_start(encoder_export, tex
     assert changed == {p for p in paths if "lora_kernel" in p or p.startswith("logits/")}
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_rebuild_refuses_exports_it_cannot_rebuild_exactly(encoder_export, small_bert, preprocessor, tmp_path):
     _, directory = encoder_export
     path = os.path.join(directory, "keras_lm.json")

@@ -20,6 +20,7 @@ class StepLosses(keras.callbacks.Callback):
         self.logs.append(dict(logs))
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_loss_falls_over_50_steps_on_shakespeare_to_the_frequency_level(
         train_works, validation_works, tokenizer, preprocessor, tiny_backbone, unigram_baseline):
     """50 steps teach a tiny BERT the token frequencies of real text, not yet the use of context.

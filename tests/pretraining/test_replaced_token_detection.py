@@ -128,6 +128,7 @@ def trained(validation_works):
             "final": final, "history": history.history}
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_short_run_generator_learns_and_discriminator_reaches_the_base_rate(trained):
     """Measured (60 steps): loss 38.7 -> 23.6, mlm_loss 4.46 -> 3.76, rtd_loss 0.685 -> 0.397
     (the entropy of the replaced share, about 14%), rtd_accuracy 0.85 -> 0.865.

@@ -51,6 +51,7 @@ def labelled_files(tmp_path_factory):
     return folder, str(encoder), test
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_cli_fine_tunes_on_files_into_a_fresh_folder_and_serves_label_names(labelled_files, tmp_path, capsys,
                                                                              load_in_fresh_process):
     import keras

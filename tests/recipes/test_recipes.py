@@ -92,6 +92,7 @@ def test_cli_reports_a_bad_key_in_one_line(tmp_path):
     assert "Traceback" not in process.stderr
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_miniature_quickstart_through_the_cli(tmp_path):
     """The quickstart recipe end to end at toy scale: every artefact and figure is produced."""
     output = tmp_path / "run"

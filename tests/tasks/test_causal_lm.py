@@ -103,6 +103,7 @@ def test_stop_tokens_end_rows_independently():
     assert stopped[1] == (free[1][: row1_stop[0] + 1] if row1_stop else free[1])
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_samplers():
     lm = CausalLM(spread_weights(tiny_gpt2()))
     prompts = [[5, 17, 42], [99, 3, 150, 7]]
@@ -231,6 +232,7 @@ def test_prompt_completion_batches_mask_the_prompt_and_truncate():
         keras_lm.tasks.prompt_completion_dataset(tf.data.Dataset.from_tensor_slices({"text": ["a"]}), tokenizer, 5)
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_instruction_fine_tuning_learns_the_completion_of_real_reviews():
     import tensorflow as tf
 

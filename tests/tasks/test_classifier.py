@@ -70,6 +70,7 @@ def test_dropout_is_active_in_training_only(exported, movie_sentences):
     )
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_fit_accepts_a_text_dataset_and_keras_round_trip(parts, movie_sentences, tmp_path):
     backbone, preprocessor = parts
     classifier = Classifier(backbone, num_classes=2, preprocessor=preprocessor)

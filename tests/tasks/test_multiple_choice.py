@@ -159,6 +159,7 @@ def test_learns_which_definition_fits_a_word_and_its_part_of_speech(definitions,
     assert max(accuracies) >= 0.34 and max(accuracies) > before + 0.08, (before, accuracies)
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_raw_text_questions_and_keras_round_trip(definition_parts, tmp_path):
     vocabulary, preprocessor = definition_parts
     model = MultipleChoice(tiny_bert(vocabulary), num_choices=2, preprocessor=preprocessor)

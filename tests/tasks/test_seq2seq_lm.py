@@ -251,6 +251,7 @@ def shakespeare_lines():
     return list(dict.fromkeys(lines))
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_fit_learns_to_reverse_the_words_of_shakespeare_lines():
     # The task: a line of Shakespeare in, its words in reverse order out ("keep him out" ->
     # "out him keep"). Lines made of the 300 most frequent words (a word-level WordPiece

@@ -405,6 +405,7 @@ def _gloss_examples(split, documents):
     return examples
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_learns_to_answer_definition_questions_on_wordnet_glosses():
     train = _gloss_examples("train", 120)
     held_out = _gloss_examples("validation", 40)[:64]

@@ -280,6 +280,7 @@ def shakespeare_name_task():
     return data, sorted(names)
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_learns_to_tag_character_names_in_shakespeare():
     """Real text: Shakespeare dialogue lines whose character names (from the plays' own speaker lines)
     are tagged; a tiny BERT with a WordPiece vocabulary trained on the same lines learns it."""

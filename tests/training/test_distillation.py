@@ -138,6 +138,7 @@ def movie_preprocessor(movie_sentences):
     return keras_lm.tokenizers.BertPreprocessor(tokenizer, sequence_length=32)
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_student_moves_toward_the_teacher_on_real_text(movie_preprocessor, movie_sentences):
     """A confident teacher (its head scaled up) and a smaller student on movie_snippets sentences."""
     size = movie_preprocessor.tokenizer.vocabulary_size()

@@ -135,6 +135,7 @@ def test_mirrored_over_two_cpu_devices_equals_one_device():
     assert lines["PRETRAINER"] == "1"  # BertPretrainer builds and fits under the mirrored scope
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_two_workers_finish_with_identical_weights_equal_to_single_device(tmp_path):
     processes = start_workers(tmp_path)
     reference, _ = load_job().train()  # single device, same global batch, while the workers run

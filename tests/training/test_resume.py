@@ -45,6 +45,7 @@ def logged_steps(directory):
     return [int(line) for line in path.read_text().split()] if path.exists() else []
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_kill_9_mid_epoch_then_restart_gives_the_uninterrupted_weights(vocabulary_file, tmp_path):
     interrupted, uninterrupted = tmp_path / "interrupted", tmp_path / "uninterrupted"
     interrupted.mkdir(), uninterrupted.mkdir()
