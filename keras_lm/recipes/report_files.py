@@ -9,7 +9,8 @@ from keras_lm.recipes.workflows import _stage
 
 def write_report(output: str, name: str, lines: list, results: str | None = None, copies: tuple = ()) -> str:
     """Writes OUTPUT/`name` from markdown `lines`, prints them (the last line, the figure link, left out)
-    and, when `results` is given, copies the report and the files `copies` of OUTPUT there.
+    and, when `results` is given, copies the report and the files `copies` of OUTPUT there. Paths inside
+    the run folder are written as ``OUTPUT/...``, so a copied report names no folder of this machine.
 
     Example:
         >>> write_report("runs/a", "peft.md", ["# PEFT", "![plot](peft.png)"],
@@ -18,6 +19,7 @@ def write_report(output: str, name: str, lines: list, results: str | None = None
     """
     os.makedirs(output, exist_ok=True)
     path = os.path.join(output, name)
+    lines = [with_output_placeholder(line, output) for line in lines]
     with open(path, "w", encoding="utf-8") as file:
         file.write("\n".join(lines) + "\n")
     _stage(f"report written to {path}")
@@ -28,3 +30,16 @@ def write_report(output: str, name: str, lines: list, results: str | None = None
             shutil.copy2(os.path.join(output, copied), os.path.join(results, copied))
         _stage(f"report copied to {results}")
     return path
+
+
+def with_output_placeholder(text: str, output: str) -> str:
+    """``text`` with the run folder ``output`` (as given or absolute) written as ``OUTPUT``.
+
+    Example:
+        >>> with_output_placeholder("Start: /data/runs/a/encoder", "/data/runs/a")
+        'Start: OUTPUT/encoder'
+    """
+    for folder in sorted({os.path.abspath(output), os.path.normpath(output)}, key=len, reverse=True):
+        if folder not in (".", os.sep):
+            text = text.replace(folder + os.sep, "OUTPUT" + os.sep)
+    return text
