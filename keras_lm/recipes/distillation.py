@@ -32,7 +32,7 @@ from keras_lm.recipes.workflows import (
     summarize_runs,
     training_batches,
 )
-from keras_lm.training.distillation import Distiller
+from keras_lm.training.distillation import Distiller, student_from_teacher
 
 REPORT = "distillation.md"
 FIGURE = "distillation.png"
@@ -117,6 +117,7 @@ def distill(
     encoder: str | None = None,
     vocabulary: str | None = None,
     student_size: str = "tiny",
+    student_layers: list | None = None,
     dataset: str = "movie_snippets",
     num_classes: int = 2,
     teacher_epochs: int = 1,
@@ -139,7 +140,10 @@ def distill(
         teacher: a ``.keras`` classifier (with its preprocessor) to distil; default: fine-tune one.
         encoder: the encoder export the teacher is fine-tuned from (default OUTPUT/encoder).
         vocabulary: the teacher's vocab.txt when its preprocessor is a SavedModel (default OUTPUT/vocab.txt).
-        student_size: a ``Bert`` size for the student.
+        student_size: a ``Bert`` size for a randomly initialized student.
+        student_layers: instead, blocks of the teacher's checkpoint (the encoder export, rebuilt as keras_lm
+            layers) that start a student of the teacher's width, e.g. [0, 2, 4] (DistilBERT's initialization,
+            ``keras_lm.training.distillation.student_from_teacher``).
         teacher_epochs, teacher_learning_rate, teacher_pooling: the teacher's fine-tuning.
         epochs, batch_size, learning_rate: the budget of both students (AdamW, 10% warmup, linear decay).
         temperature, alpha, hidden_weight: the ``Distiller``'s settings.
@@ -149,7 +153,7 @@ def distill(
     """
     from keras_lm.applications.bert import BERT_SIZES
 
-    if student_size not in BERT_SIZES:
+    if student_layers is None and student_size not in BERT_SIZES:
         raise ValueError(f"`student_size` must be one of {', '.join(BERT_SIZES)}, got {student_size!r}.")
     seeds = list(seeds)
     if not seeds:
@@ -159,14 +163,25 @@ def distill(
     teacher_model, teacher_figures = load_teacher(output, teacher, encoder, num_classes, data, teacher_epochs,
                                                   batch_size, teacher_learning_rate, teacher_pooling, seeds[0])
     size = _vocabulary_size(output, teacher_model, vocabulary)
+    checkpoint = None
+    if student_layers is not None:
+        from keras_lm.tasks.saved_model import rebuild_encoder
+
+        checkpoint = rebuild_encoder(encoder or os.path.join(output, ENCODER_EXPORT))
+        student_from_teacher(checkpoint, student_layers)  # checks the layers before any training
     steps = epochs * _batches_per_epoch(data[0], batch_size)
     runs = {name: [] for name, _ in STUDENT_RUNS}
     for seed in seeds:
         keras.utils.set_random_seed(seed)
-        backbone = keras_lm.applications.Bert(student_size, vocabulary_size=size)
+        if checkpoint is None:
+            backbone = keras_lm.applications.Bert(student_size, vocabulary_size=size)
+            described = f"Bert('{student_size}')"
+        else:
+            backbone = student_from_teacher(checkpoint, student_layers)
+            described = f"blocks {list(student_layers)} of the teacher's checkpoint"
         student = keras_lm.tasks.Classifier(backbone, num_classes=num_classes, preprocessor=teacher_model.preprocessor)
         start = [variable.numpy() for variable in student.variables]
-        _stage(f"student alone, seed {seed}: Bert('{student_size}'), {epochs} epoch(s) ({steps} steps)")
+        _stage(f"student alone, seed {seed}: {described}, {epochs} epoch(s) ({steps} steps)")
         student.compile(optimizer=_schedule(learning_rate, steps))
         runs["student"].append(_fit(student, data, epochs, batch_size, seed, "student alone"))
         for variable, value in zip(student.variables, start):
@@ -179,6 +194,7 @@ def distill(
         "dataset": dataset,
         "teacher": teacher_figures,
         "student_size": student_size,
+        "student_model": described,
         "student_parameters": int(student.count_params()),
         "teacher_parameters": int(teacher_model.count_params()),
         "settings": {"temperature": temperature, "alpha": alpha, "hidden_weight": hidden_weight,
@@ -230,8 +246,8 @@ def write_distillation_report(output: str, figures: dict, results: str | None = 
         "",
         f"- Teacher: {teacher['source']} ({figures['teacher_parameters']:,} weights), test accuracy "
         f"{teacher['test_accuracy']:.4f}.",
-        f"- Student: Bert('{figures['student_size']}') ({figures['student_parameters']:,} weights) on the teacher's "
-        f"vocabulary; both students of a seed start from the same weights and see the same {settings['steps']} steps "
+        f"- Student: {figures.get('student_model', repr(figures['student_size']))} ({figures['student_parameters']:,} weights) "
+        f"on the teacher's vocabulary; both students of a seed start from the same weights and see the same {settings['steps']} steps "
         f"of batch {settings['batch_size']}.",
         f"- Distillation: temperature {settings['temperature']:g}, alpha {settings['alpha']:g} (hard-label weight), "
         f"hidden-state weight {settings['hidden_weight']:g}.",

@@ -97,6 +97,42 @@ def layer_mapping(student_layers: int, teacher_layers: int) -> list:
     return [[j, math.ceil((j + 1) * teacher_layers / student_layers) - 1] for j in range(student_layers)]
 
 
+def student_from_teacher(backbone, layers) -> keras.Model:
+    """A shallower copy of ``backbone``: its embeddings, the blocks ``layers`` and its pooler (DistilBERT's
+    initialization, Sanh et al., 2019: a student of the teacher's width from one block in two).
+
+    The student has the teacher's class and arguments but ``num_layers=len(layers)``; its block ``j``
+    holds the weights of the teacher's block ``layers[j]``. Every other weight is the teacher's own.
+
+    Example:
+        >>> teacher = keras_lm.applications.Bert("mini", vocabulary_size=1000)  # doctest: +SKIP
+        >>> student = student_from_teacher(teacher, layers=[0, 2])  # doctest: +SKIP
+        >>> student.num_layers  # doctest: +SKIP
+        2
+    """
+    layers = [int(layer) for layer in layers]
+    count = int(backbone.num_layers)
+    if not layers or any(not 0 <= layer < count for layer in layers):
+        raise ValueError(f"`layers` must list blocks of the teacher, each in [0, {count - 1}]; got {layers}.")
+    student = type(backbone).from_config({**backbone.get_config(), "num_layers": len(layers)})
+    teacher_block = {f"transformer_layer_{j}/": f"transformer_layer_{layer}/" for j, layer in enumerate(layers)}
+    values = {variable.path: variable for variable in backbone.variables}
+    for variable in student.variables:
+        if "seed_generator" in variable.path:
+            continue
+        path = variable.path
+        for student_prefix, teacher_prefix in teacher_block.items():
+            if path.startswith(student_prefix):
+                path = teacher_prefix + path[len(student_prefix):]
+                break
+        found = values.get(path)
+        if found is None or tuple(found.shape) != tuple(variable.shape):
+            raise ValueError(f"The teacher '{backbone.name}' has no weight '{path}' {tuple(variable.shape)} for the "
+                             f"student's '{variable.path}'.")
+        variable.assign(found)
+    return student
+
+
 def _pairs(hidden_layers, student_layers: int, teacher_layers: int) -> list:
     if hidden_layers is None:
         return layer_mapping(student_layers, teacher_layers)

@@ -47,6 +47,19 @@ def test_distill_reports_both_students_on_the_same_budget(tiny_run, tmp_path):
 
 
 @pytest.mark.slow
+def test_distill_into_blocks_of_the_teachers_checkpoint(tiny_run, tmp_path):
+    output = tmp_path / "run"
+    shutil.copytree(tiny_run, output)
+    figures = distill(str(output), epochs=1, batch_size=32, max_train_examples=64, teacher_epochs=1,
+                      student_layers=[1], seeds=(0,))
+    assert figures["student_model"] == "blocks [1] of the teacher's checkpoint"
+    assert figures["student_parameters"] < figures["teacher_parameters"]
+    assert "blocks [1] of the teacher's checkpoint" in (output / "distillation.md").read_text()
+    with pytest.raises(ValueError, match=r"each in \[0, 1\]; got \[2\]"):
+        distill(str(output), epochs=1, max_train_examples=64, student_layers=[2], seeds=(0,))
+
+
+@pytest.mark.slow
 def test_compare_adversarial_rebuilds_the_export_as_keras_layers(tiny_run, tmp_path):
     backbone, _, start = keras_start(str(tiny_run))
     assert "pretrainer.keras" in start and backbone.num_layers == 2

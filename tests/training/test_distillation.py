@@ -300,3 +300,37 @@ def test_docstring_examples():
 
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_student_from_teacher_copies_embeddings_the_chosen_blocks_and_the_pooler():
+    from keras_lm.training.distillation import student_from_teacher
+
+    keras.utils.set_random_seed(3)
+    teacher = keras_lm.applications.Bert(vocabulary_size=120, num_layers=4, num_heads=2, hidden_dim=32,
+                                         intermediate_dim=64, max_sequence_length=16)
+    for variable in teacher.variables:
+        if "seed_generator" not in variable.path:
+            variable.assign(np.random.default_rng(len(variable.path)).normal(size=variable.shape) * 0.2)
+    features = {"token_ids": tf.constant([[2, 17, 40, 3, 0]]), "segment_ids": tf.zeros([1, 5], tf.int32),
+                "padding_mask": tf.constant([[True, True, True, True, False]])}
+
+    whole = student_from_teacher(teacher, layers=range(4))
+    for name in ("sequence_output", "pooled_output"):
+        np.testing.assert_array_equal(whole(features)[name], teacher(features)[name])
+
+    student = student_from_teacher(teacher, layers=[1, 3])
+    assert student.num_layers == 2 and type(student) is type(teacher)
+    values = {variable.path: variable.numpy() for variable in teacher.variables}
+    for variable in student.variables:
+        if "seed_generator" in variable.path:
+            continue
+        block, _, rest = variable.path.partition("/")
+        source = {"transformer_layer_0": "transformer_layer_1/", "transformer_layer_1": "transformer_layer_3/"}.get(
+            block, block + "/") + rest
+        np.testing.assert_array_equal(variable.numpy(), values[source], err_msg=variable.path)
+    assert not np.allclose(student(features)["sequence_output"], teacher(features)["sequence_output"])
+
+    with pytest.raises(ValueError, match=r"each in \[0, 3\]; got \[0, 4\]"):
+        student_from_teacher(teacher, layers=[0, 4])
+    with pytest.raises(ValueError, match="must list blocks"):
+        student_from_teacher(teacher, layers=[])
