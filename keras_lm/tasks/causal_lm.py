@@ -336,6 +336,32 @@ class CausalLM(RecompiledOnLoad, keras.Model):
         return cls(backbone, tokenizer, start_token_id=start)
 
     @classmethod
+    def from_gguf(cls, path: str, dtype=None) -> "CausalLM":
+        """A causal LM with the weights and the tokenizer of a llama.cpp GGUF file (Llama architecture).
+
+        The weights are dequantized to float32 (``Llama.from_gguf``); the tokenizer is the
+        byte-level BPE its metadata describes (``keras_lm.applications.gguf.gguf_byte_pair``).
+        Generation stops at ``tokenizer.ggml.eos_token_id``; an empty prompt starts from the BOS token.
+
+        Args:
+            path: a ``.gguf`` file, or a folder holding exactly one.
+            dtype: dtype policy of the backbone.
+
+        Example:
+            >>> lm = CausalLM.from_gguf("SmolLM2-135M-Instruct.Q4_1.gguf")  # doctest: +SKIP
+            >>> lm.generate("The capital of France is", max_new_tokens=8)  # doctest: +SKIP
+        """
+        from keras_lm.applications import Llama
+        from keras_lm.applications.gguf import find_gguf_file, read_gguf_llama_and_tokenizer
+        from keras_lm.tokenizers import BytePair
+
+        config, state, options = read_gguf_llama_and_tokenizer(find_gguf_file(path))  # the file is parsed once
+        start = options.pop("bos_token_id")
+        tokenizer = BytePair(**options)
+        backbone = Llama.from_hf(state, config=config, dtype=dtype)
+        return cls(backbone, tokenizer, start_token_id=start)
+
+    @classmethod
     def from_keras_file(cls, path: str, preprocessor_or_tokenizer=None, **kwargs) -> "CausalLM":
         """Starts from a ``.keras`` file holding a decoder backbone or a model with a ``.backbone``."""
         from keras_lm.tasks.classifier import load_backbone_file
