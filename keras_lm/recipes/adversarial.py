@@ -114,8 +114,8 @@ def compare_adversarial(
     epochs: int = 2,
     batch_size: int = 32,
     learning_rate: float = 1e-4,
-    epsilon: float = 1.0,
-    alpha: float = 0.3,
+    epsilon: float | list = 1.0,
+    alpha: float | None = None,
     steps: int = 3,
     pooling: str = "mean",
     sequence_length: int = 128,
@@ -131,7 +131,9 @@ def compare_adversarial(
         vocabulary: the vocab.txt for a ``.keras`` start (default OUTPUT/vocab.txt).
         methods: which trainings to compare; "none" is plain fine-tuning.
         epochs, batch_size, learning_rate: the budget of every method (AdamW, 10% warmup, linear decay).
-        epsilon, alpha, steps: the perturbation radius, PGD's step size and PGD's steps.
+        epsilon: the L2 radius of the perturbation per example, or a list of candidates: each method's
+            radius is then chosen on the validation split (mean final validation accuracy over the seeds).
+        alpha, steps: PGD's step size (None: ``2.5 * epsilon / steps``, as Madry et al.) and its steps.
         pooling: what the classifier head reads ("cls" or "mean").
         sequence_length: the preprocessor's length for a ``.keras`` start.
         seeds: one head and data order per seed, shared by the methods.
@@ -139,6 +141,9 @@ def compare_adversarial(
         results: a folder (e.g. applications/adversarial) to copy the markdown and the figure to.
     """
     methods, seeds = list(methods), list(seeds)
+    epsilons = [float(value) for value in (epsilon if isinstance(epsilon, (list, tuple)) else [epsilon])]
+    if not epsilons or any(value <= 0 for value in epsilons):
+        raise ValueError(f"`epsilon` must be a radius > 0 or a list of them; got {epsilon!r}.")
     unknown = [method for method in methods if method not in METHODS]
     if unknown or not methods or len(set(methods)) != len(methods):
         raise ValueError(f"`methods` must list distinct methods among {', '.join(METHODS)}; got {methods}.")
@@ -155,18 +160,30 @@ def compare_adversarial(
     seed_runs = _SeedRuns(classifier, learning_rate, total_steps)
     summaries = {}
     for method in methods:
-        remove_adversarial_training(classifier)
+        by_radius = {}
+        for radius in [None] if method == "none" else epsilons:
+            remove_adversarial_training(classifier)
+            label = LABELS[method]
+            if method != "none":
+                step = alpha if alpha is not None else 2.5 * radius / steps
+                adversarial_training(classifier, method, epsilon=radius, alpha=step,
+                                     steps=steps if method == "pgd" else None)
+                label = f"{label} (epsilon {radius:g})"
+            runs = [_finetune_run(seed_runs, _pretrained_start(classifier, encoder_values, seed), label, seed,
+                                  data, epochs, batch_size, learning_rate) for seed in seeds]
+            by_radius[radius] = summarize_runs(runs, learning_rate, epochs)
+        chosen = max(by_radius, key=lambda radius: by_radius[radius]["validation_accuracy_mean"])
+        summaries[method] = {**by_radius[chosen], "epsilon": chosen}
         if method != "none":
-            adversarial_training(classifier, method, epsilon=epsilon, alpha=alpha,
-                                 steps=steps if method == "pgd" else None)
-        runs = [_finetune_run(seed_runs, _pretrained_start(classifier, encoder_values, seed), LABELS[method], seed,
-                              data, epochs, batch_size, learning_rate) for seed in seeds]
-        summaries[method] = summarize_runs(runs, learning_rate, epochs)
+            summaries[method]["validation_accuracy_by_epsilon"] = {
+                f"{radius:g}": summary["validation_accuracy_mean"] for radius, summary in by_radius.items()}
+            summaries[method]["test_accuracy_by_epsilon"] = {
+                f"{radius:g}": summary["test_accuracy"] for radius, summary in by_radius.items()}
     remove_adversarial_training(classifier)
     figures = {
         "dataset": dataset,
         "start": start,
-        "settings": {"epsilon": epsilon, "alpha": alpha, "steps": steps, "batch_size": batch_size,
+        "settings": {"epsilon": epsilons, "alpha": alpha, "steps": steps, "batch_size": batch_size,
                      "pooling": pooling, "steps_per_run": total_steps},
         "methods": summaries,
     }
@@ -205,6 +222,15 @@ def _plot(figures: dict, path: str) -> None:
     plt.close(fig)
 
 
+def _radii_text(settings: dict) -> str:
+    radii = settings["epsilon"] if isinstance(settings["epsilon"], list) else [settings["epsilon"]]
+    return ", ".join(f"{radius:g}" for radius in radii)
+
+
+def _alpha_text(settings: dict) -> str:
+    return "2.5 epsilon / steps" if settings["alpha"] is None else f"{settings['alpha']:g}"
+
+
 def write_adversarial_report(output: str, figures: dict, results: str | None = None) -> str:
     """OUTPUT/adversarial.md and OUTPUT/adversarial.png from the figures of ``compare_adversarial``."""
     settings = figures["settings"]
@@ -213,18 +239,27 @@ def write_adversarial_report(output: str, figures: dict, results: str | None = N
         "",
         f"- Start: {figures['start']}; head on {settings['pooling']} pooling.",
         f"- Every method: the same {settings['steps_per_run']} steps of batch {settings['batch_size']} per seed, from the "
-        "same weights. FGM: one step of radius epsilon on the token embeddings; PGD: `steps` steps of size alpha inside "
-        f"the epsilon ball (epsilon {settings['epsilon']:g}, alpha {settings['alpha']:g}, steps {settings['steps']}). "
+        "same weights. FGM: one step of radius epsilon (L2 per example) on the token embeddings; PGD: "
+        f"{settings['steps']} steps of size {_alpha_text(settings)} inside the epsilon ball. Each method's epsilon was "
+        f"chosen among {_radii_text(settings)} on the validation split (test accuracy shown for every candidate). "
         "Their training loss is clean + adversarial; each costs about 2x (FGM) and steps + 1 times (PGD) a plain step.",
         "",
-        "| method | test accuracy (mean ± std) | min-max | validation accuracy (mean, last epoch) | seconds per run |",
-        "|---|---|---|---|---|",
+        "| method | epsilon | test accuracy (mean ± std) | min-max | validation accuracy (mean, last epoch) | "
+        "seconds per run |",
+        "|---|---|---|---|---|---|",
     ]
     for method, r in figures["methods"].items():
         seconds = np.mean([run["seconds"] for run in r["runs"]])
-        lines.append(f"| {LABELS[method]} | {r['test_accuracy']:.4f} ± {r['test_accuracy_std']:.4f} | "
+        radius = "" if r.get("epsilon") is None else f"{r['epsilon']:g}"
+        lines.append(f"| {LABELS[method]} | {radius} | {r['test_accuracy']:.4f} ± {r['test_accuracy_std']:.4f} | "
                      f"{r['test_accuracy_min']:.4f}-{r['test_accuracy_max']:.4f} | {r['validation_accuracy_mean']:.4f} | "
                      f"{seconds:.0f} |")
+    candidates = [(method, r) for method, r in figures["methods"].items() if len(r.get("validation_accuracy_by_epsilon", ())) > 1]
+    if candidates:
+        lines += ["", "| method | epsilon | validation accuracy | test accuracy |", "|---|---|---|---|"]
+        for method, r in candidates:
+            for radius, value in r["validation_accuracy_by_epsilon"].items():
+                lines.append(f"| {LABELS[method]} | {radius} | {value:.4f} | {r['test_accuracy_by_epsilon'][radius]:.4f} |")
     if figures.get("difference"):
         lines.append("")
     for method, difference in figures.get("difference", {}).items():

@@ -64,8 +64,15 @@ def test_compare_adversarial_rebuilds_the_export_as_keras_layers(tiny_run, tmp_p
     backbone, _, start = keras_start(str(tiny_run))
     assert "pretrainer.keras" in start and backbone.num_layers == 2
     figures = compare_adversarial(str(tiny_run), methods=("none", "fgm"), epochs=1, max_train_examples=64,
-                                  seeds=(0,), results=str(tmp_path / "results"))
+                                  epsilon=[0.1, 0.5], seeds=(0,), results=str(tmp_path / "results"))
     assert set(figures["methods"]) == {"none", "fgm"} and set(figures["difference"]) == {"fgm"}
+    fgm = figures["methods"]["fgm"]
+    by_radius = fgm["validation_accuracy_by_epsilon"]
+    assert set(by_radius) == {"0.1", "0.5"} and fgm["epsilon"] == max([0.1, 0.5], key=lambda r: by_radius[f"{r:g}"])
+    assert fgm["validation_accuracy_mean"] == by_radius[f"{fgm['epsilon']:g}"]
+    assert "| FGM | 0.5 |" in (tmp_path / "results" / "adversarial.md").read_text()
+    with pytest.raises(ValueError, match="epsilon"):
+        compare_adversarial(str(tiny_run), epsilon=[0.1, -1.0])
     assert sorted(os.listdir(tmp_path / "results")) == ["adversarial.md", "adversarial.png"]
     with pytest.raises(ValueError, match="distinct methods"):
         compare_adversarial(str(tiny_run), methods=("none", "fgsm"))
