@@ -1,4 +1,4 @@
-"""python -m keras_lm.benchmarks [--output DIR] [--sections mlm packing serving generation seq2seq profile] [--profile]
+"""python -m keras_lm.benchmarks [--output DIR] [--sections mlm packing serving portable generation seq2seq profile] [--profile]
 [--quick] [--rounds R] [--update-readme README.md]"""
 import argparse
 

@@ -8,7 +8,7 @@ import time
 
 from keras_lm.benchmarks.table import format_table, machine_description, machine_info
 
-SECTIONS = ("mlm", "packing", "serving", "generation", "seq2seq", "profile")
+SECTIONS = ("mlm", "packing", "serving", "portable", "generation", "seq2seq", "profile")
 
 
 def _log(message: str) -> None:
@@ -31,7 +31,7 @@ def run_benchmarks(output: str = "runs/bench", sections=SECTIONS, quick: bool = 
     """
     import dataclasses
 
-    from keras_lm.benchmarks import generation, mlm, profile, seq2seq, serving
+    from keras_lm.benchmarks import generation, mlm, portable, profile, seq2seq, serving
 
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
@@ -56,6 +56,10 @@ def run_benchmarks(output: str = "runs/bench", sections=SECTIONS, quick: bool = 
         results["serving"] = serving.serving_latency(
             _log, size="tiny" if quick else "mini", sequence_length=64 if quick else 128,
             repeats=10 if quick else 200)
+    if "portable" in sections:
+        results["portable"] = portable.portable_latency(
+            _log, size="tiny" if quick else "mini", sequence_length=64 if quick else 128,
+            repeats=10 if quick else 200, vocabulary_size=600 if quick else 4000)
     if "generation" in sections:
         results["generation"] = generation.generation_throughput(generation_config, _log)
     if "seq2seq" in sections:
@@ -68,6 +72,8 @@ def run_benchmarks(output: str = "runs/bench", sections=SECTIONS, quick: bool = 
             f.write(f"Machine: {results['machine']} — {results['date']}\n\n"
                     + profile.format_profile(results["profile"]) + "\n")
     table = format_table(results)
+    if "portable" in results:
+        table += "\n\n" + portable.format_portable(results["portable"])
     with open(os.path.join(output, "bench.json"), "w") as f:
         json.dump(results, f, indent=2)
     with open(os.path.join(output, "bench.md"), "w") as f:

@@ -62,8 +62,9 @@ def serving(task, directory: str, overwrite: bool = False, protected=(), **optio
     For a `SpanQA`: `question` and `context` → `answer`, `start`, `end` (character offsets), `score`.
     For a `MultipleChoice`: `context` [batch] and `choices` [batch, choices] → `probabilities`, `choice`.
     Loading the export needs `import tensorflow_text` in the loading process (its tokenizer ops),
-    except with `portable=True` (a `Classifier` with a `BertPreprocessor` only): then the graph uses
-    core TensorFlow ops only, with the same token ids (see `keras_lm.export.portable`).
+    except with `portable=True` (a `Classifier` with a `BertPreprocessor` or a one-segment
+    `RobertaPreprocessor`): then the graph uses core TensorFlow ops only, with the same token ids (see
+    `keras_lm.export.portable`).
 
     `overwrite=True` replaces only a previous serving export (one holding the `.keras_lm_export`
     marker that every export writes); any other existing folder, `""`, `"."`, the home folder, a

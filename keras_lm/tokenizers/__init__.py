@@ -10,6 +10,7 @@ Example:
 """
 from keras_lm.tokenizers.bert_preprocessor import BertPreprocessor
 from keras_lm.tokenizers.byte_pair import END_OF_TEXT, BytePair
+from keras_lm.tokenizers.portable_byte_pair import PortableBytePair
 from keras_lm.tokenizers.portable_word_piece import PortableWordPiece
 from keras_lm.tokenizers.question_context import QuestionContextPreprocessor
 from keras_lm.tokenizers.roberta_preprocessor import RobertaPreprocessor
@@ -17,5 +18,5 @@ from keras_lm.tokenizers.sentence_piece import SentencePiece
 from keras_lm.tokenizers.word_alignment import WordAligner, split_words
 from keras_lm.tokenizers.word_piece import SPECIAL_TOKENS, WordPiece
 
-__all__ = ["BertPreprocessor", "BytePair", "END_OF_TEXT", "PortableWordPiece", "QuestionContextPreprocessor", "RobertaPreprocessor",
+__all__ = ["BertPreprocessor", "BytePair", "END_OF_TEXT", "PortableBytePair", "PortableWordPiece", "QuestionContextPreprocessor", "RobertaPreprocessor",
            "SPECIAL_TOKENS", "SentencePiece", "WordAligner", "WordPiece", "split_words"]
