@@ -71,9 +71,17 @@ def _split_text_keeping_nul(texts: tf.Tensor) -> tf.RaggedTensor:
     return words.with_flat_values(unescape_nul(words.flat_values))
 
 
-def _split_text(texts: tf.Tensor) -> tf.RaggedTensor:
-    """GPT-2 words of each string of a 1-D batch (no special-token handling, no NUL)."""
-    chunks = tf_text.regex_split(texts, CHUNK_PATTERN, CHUNK_PATTERN)  # [batch, chunks]
+def _tf_text_regex_split(texts: tf.Tensor, pattern: str) -> tf.RaggedTensor:
+    return tf_text.regex_split(texts, pattern, pattern)
+
+
+def _split_text(texts: tf.Tensor, regex_split=_tf_text_regex_split) -> tf.RaggedTensor:
+    """GPT-2 words of each string of a 1-D batch (no special-token handling, no NUL).
+
+    ``regex_split(texts, pattern)`` splits keeping every match as a piece (tf-text's by default;
+    ``portable_byte_pair`` passes its core-op one).
+    """
+    chunks = regex_split(texts, CHUNK_PATTERN)  # [batch, chunks]
     flat = chunks.flat_values
     head = tf.strings.regex_replace(flat, _CHUNK_PARTS, r"\1")
     last_space = tf.strings.regex_replace(flat, _CHUNK_PARTS, r"\2")
@@ -87,7 +95,7 @@ def _split_text(texts: tf.Tensor) -> tf.RaggedTensor:
     segments = tf.ragged.boolean_mask(segments, tf.not_equal(segments, ""))
     segment_splits = tf.gather(segments.row_splits, chunks.row_splits)  # [batch, segments]
     # Whitespace-only segments match no alternative and come out whole.
-    words = tf_text.regex_split(segments.flat_values, WORD_PATTERN, WORD_PATTERN)  # [segments, words]
+    words = regex_split(segments.flat_values, WORD_PATTERN)  # [segments, words]
     return tf.RaggedTensor.from_row_splits(words.flat_values, tf.gather(words.row_splits, segment_splits))
 
 

@@ -13,13 +13,7 @@ import tensorflow as tf
 from keras_hub.src.tokenizers.byte_pair_tokenizer import bytes_to_unicode
 
 from keras_lm.tokenizers.byte_pair import BytePair
-from keras_lm.tokenizers.byte_pair_split import (
-    _CHUNK_PARTS,
-    _MARKED_PATTERNS,
-    CHUNK_PATTERN,
-    WORD_PATTERN,
-    _mark_last_whitespace,
-)
+from keras_lm.tokenizers.byte_pair_split import _MARKED_PATTERNS, _mark_last_whitespace, _split_text
 from keras_lm.tokenizers.text import special_tokens_pattern
 
 _MARK = b"\xff"  # never in valid UTF-8, and input is made valid first
@@ -79,21 +73,7 @@ def _flat_map(pieces: tf.RaggedTensor, split) -> tf.RaggedTensor:
 
 def _split_gpt2(texts: tf.Tensor) -> tf.RaggedTensor:
     """GPT-2 words of each string of a 1-D batch (``byte_pair_split._split_text`` in core ops)."""
-    chunks = regex_split(texts, CHUNK_PATTERN)
-    flat = chunks.flat_values
-    head = tf.strings.regex_replace(flat, _CHUNK_PARTS, r"\1")
-    last_space = tf.strings.regex_replace(flat, _CHUNK_PARTS, r"\2")
-    word = tf.strings.regex_replace(flat, _CHUNK_PARTS, r"\3")
-    trailing_whitespace = tf.equal(word, "")
-    joins_word = tf.equal(last_space, " ")
-    first = tf.where(trailing_whitespace, flat, head)
-    second = tf.where(trailing_whitespace, "", tf.where(joins_word, tf.strings.join([" ", word]), last_space))
-    third = tf.where(trailing_whitespace | joins_word, "", word)
-    segments = tf.stack([first, second, third], axis=1)
-    segments = tf.ragged.boolean_mask(segments, tf.not_equal(segments, ""))
-    segment_splits = tf.gather(segments.row_splits, chunks.row_splits)
-    words = regex_split(segments.flat_values, WORD_PATTERN)
-    return tf.RaggedTensor.from_row_splits(words.flat_values, tf.gather(words.row_splits, segment_splits))
+    return _split_text(texts, regex_split=regex_split)
 
 
 def _split_marked(texts: tf.Tensor, name: str) -> tf.RaggedTensor:
