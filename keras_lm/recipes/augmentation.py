@@ -276,7 +276,7 @@ def compare_augmentation(
         "majority_baseline": _majority(labels, test),
     }
     _update_metrics(output, SECTION, section)
-    write_report(output, section, results)
+    write_augmentation_report(output, section, results)
     return section
 
 
@@ -314,7 +314,7 @@ def _plot(section: dict, path: str) -> None:
     plt.close(fig)
 
 
-def write_report(output: str, section: dict, results: str | None = None) -> str:
+def write_augmentation_report(output: str, section: dict, results: str | None = None) -> str:
     """OUTPUT/augmentation.md and OUTPUT/augmentation.png from the section; copied to ``results`` when given."""
     
     rates = section["token_noise"]
@@ -345,4 +345,4 @@ def write_report(output: str, section: dict, results: str | None = None) -> str:
     lines += ["", f"Majority class: {section['majority_baseline']:.4f} test accuracy.", "",
               f"![augmentation]({FIGURE_FILE})"]
     _plot(section, os.path.join(output, FIGURE_FILE))
-    return write_report(output, REPORT_FILE, lines, results, copies=(FIGURE_FILE, "metrics.json"))
+    return write_report(output, REPORT_FILE, lines, results, copies=(FIGURE_FILE,))

@@ -259,7 +259,7 @@ def continual(
         "selection_rule": "the best mean of task-A and task-B validation accuracy (task labels) after task B",
     }
     _update_metrics(output, SECTION, section)
-    write_report(output, section, results)
+    write_continual_report(output, section, results)
     return section
 
 
@@ -286,7 +286,7 @@ def _plot(section: dict, path: str) -> None:
     plt.close(fig)
 
 
-def write_report(output: str, section: dict, results: str | None = None) -> str:
+def write_continual_report(output: str, section: dict, results: str | None = None) -> str:
     """OUTPUT/continual.md and OUTPUT/continual.png from the section; copied to ``results`` when given."""
     
     after_a = section["after_a"]
@@ -327,4 +327,4 @@ def write_report(output: str, section: dict, results: str | None = None) -> str:
         f"![continual]({FIGURE_FILE})",
     ]
     _plot(section, os.path.join(output, FIGURE_FILE))
-    return write_report(output, REPORT_FILE, lines, results, copies=(FIGURE_FILE, "metrics.json"))
+    return write_report(output, REPORT_FILE, lines, results, copies=(FIGURE_FILE,))
