@@ -166,6 +166,7 @@ def test_safetensors_import_never_imports_torch(pretraining):
         assert_close(np.array(outputs[key], "float32"), reference[key], key)
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_masked_lm_from_a_checkpoint_trains_on_real_text(movie_vocabulary, tmp_path):
     import transformers
 

@@ -164,6 +164,7 @@ def test_generate_signature_takes_max_new_tokens_up_to_the_exported_maximum(expo
     assert served_default["token_ids"].shape == (5, MAX_NEW)  # the process still serves
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_wordpiece_t5_with_end_token_on_sources(tmp_path):
     """T5 (relative position buckets) with a WordPiece vocabulary and T5-style sources ending in the end token,
     exported for greedy decoding (random weights, spread so that rows differ)."""

@@ -69,6 +69,7 @@ def unmasked(features, targets, weights):
     return ids
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_masks_change_every_epoch_and_repeat_with_the_seed(train_works, roberta_preprocessor):
     corpus = tf.data.Dataset.from_tensor_slices(excerpts(train_works, 3, 2000))
     rows = np.array([row.numpy() for row in full_sentence_rows(corpus, roberta_preprocessor)])

@@ -246,6 +246,7 @@ def _tiny_t5():
                                     hidden_dim=64, head_dim=32, intermediate_dim=128, dropout=0.0)
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_fit_on_shakespeare_lowers_the_held_out_loss(sentence_piece, validation_works, unigram_baseline):
     model = SpanCorruption(_tiny_t5())  # seeded by the autouse fixture
     model.compile(optimizer=keras_lm.training.adamw(1e-2, warmup=5))

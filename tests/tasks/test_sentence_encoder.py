@@ -117,6 +117,7 @@ def test_serving_export_answers_like_encode_in_a_fresh_process(keras_parts, tmp_
         np.testing.assert_allclose(np.array(result[loader]["embedding"]), expected, atol=1e-5)
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_from_saved_model_and_keras_files_give_the_same_embeddings(keras_parts, tmp_path):
     bert, preprocessor = keras_parts
     encoder = SentenceEncoder(bert, preprocessor, pooling="cls")

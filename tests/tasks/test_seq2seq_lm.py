@@ -316,6 +316,7 @@ def test_t5_greedy_generation_matches_transformers(tmp_path, randomize_every_par
     assert len({tuple(row) for row in ours}) == 3
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_keras_round_trip_gives_identical_generation(tmp_path):
     tokenizer = word_piece(["to", "be", "or", "not", "that", "is", "the", "question"])
     backbone = tiny_transformer(vocabulary_size=tokenizer.vocabulary_size(), seed=7)

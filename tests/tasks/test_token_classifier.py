@@ -208,6 +208,7 @@ def small_vocabulary():
     return ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *letters, *("##" + c for c in letters)]
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_conll2003_schema_tag_names_from_info_and_a_fit_step(small_vocabulary):
     import tensorflow_datasets as tfds
 

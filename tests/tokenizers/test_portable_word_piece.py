@@ -26,7 +26,10 @@ CONFIGURATIONS = {
 }
 
 
-@pytest.mark.parametrize("options", CONFIGURATIONS.values(), ids=CONFIGURATIONS.keys())
+@pytest.mark.parametrize("options", [
+    pytest.param(options, id=name, marks=() if name == "uncased" else pytest.mark.slow)
+    for name, options in CONFIGURATIONS.items()
+])
 def test_ids_equal_tf_text_word_piece_on_1000_varied_strings(movie_vocabulary, texts, options):
     tokenizer = WordPiece(movie_vocabulary, **options)
     expected = tokenizer(texts).to_list()

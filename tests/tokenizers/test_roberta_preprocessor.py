@@ -111,6 +111,7 @@ def test_vocab_and_merges_files_give_the_same_ids(roberta_files, tmp_path):
     np.testing.assert_array_equal(preprocessor((tf.constant(TEXTS), tf.constant(TEXTS[::-1])))["token_ids"].numpy(), ids)
 
 
+@pytest.mark.slow  # long: run with -m slow
 def test_tf_data_serving_graph_and_config_round_trip(roberta_files):
     directory, reference, _, _ = roberta_files
     preprocessor = RobertaPreprocessor.from_hf(directory, sequence_length=32)
