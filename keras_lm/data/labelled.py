@@ -205,7 +205,9 @@ def read_rows(path: str | os.PathLike, columns: dict):
     return _read_text_lines(path, next(iter(columns)))
 
 
-def _read_text_lines(path: str, key: str):
+def _utf8_lines(path: str):
+    """``(line number, text, problem)`` per non-blank line (newline removed); text is None when the line
+    is not valid UTF-8, and the problem says which byte."""
     with open(path, encoding="utf-8-sig", errors="surrogateescape") as file:
         for line, content in enumerate(file, start=1):
             content = content.rstrip("\r\n")
@@ -214,8 +216,13 @@ def _read_text_lines(path: str, key: str):
             byte = _undecodable(content)
             if byte:
                 yield line, None, f"not valid UTF-8 (byte {byte}); save the file as UTF-8"
-                continue
-            yield line, {key: content}, None
+            else:
+                yield line, content, None
+
+
+def _read_text_lines(path: str, key: str):
+    for line, content, problem in _utf8_lines(path):
+        yield line, None if problem else {key: content}, problem
 
 
 def _undecodable(value: str) -> str | None:
@@ -272,27 +279,23 @@ def _read_table(path: str, columns: dict, kind: str):
 
 def _read_json_lines(path: str, columns: dict):
     """``(line, {key: value}, problem)`` per non-blank line of a JSON Lines file."""
-    with open(path, encoding="utf-8-sig", errors="surrogateescape") as file:
-        for line, content in enumerate(file, start=1):
-            if not content.strip():
-                continue
-            byte = _undecodable(content)
-            if byte:
-                yield line, None, f"not valid UTF-8 (byte {byte}); save the file as UTF-8"
-                continue
-            try:
-                record = json.loads(content)
-            except json.JSONDecodeError as error:
-                yield line, None, f"not valid JSON ({error.msg} at column {error.colno})"
-                continue
-            if not isinstance(record, dict):
-                yield line, None, f"a JSON {type(record).__name__}, not an object with fields"
-                continue
-            missing = [name for name in columns.values() if name not in record]
-            if missing:
-                yield line, None, f"no field {_listed(missing)}"
-                continue
-            yield line, {key: record[name] for key, name in columns.items()}, None
+    for line, content, problem in _utf8_lines(path):
+        if problem:
+            yield line, None, problem
+            continue
+        try:
+            record = json.loads(content)
+        except json.JSONDecodeError as error:
+            yield line, None, f"not valid JSON ({error.msg} at column {error.colno})"
+            continue
+        if not isinstance(record, dict):
+            yield line, None, f"a JSON {type(record).__name__}, not an object with fields"
+            continue
+        missing = [name for name in columns.values() if name not in record]
+        if missing:
+            yield line, None, f"no field {_listed(missing)}"
+            continue
+        yield line, {key: record[name] for key, name in columns.items()}, None
 
 
 def _listed(names: list) -> str:

@@ -230,14 +230,19 @@ def generate_lines(model: str, prompts, max_new_tokens: int | None = None, tempe
     return texts if seq2seq else [str(prompt) + text for prompt, text in zip(prompts, texts)]
 
 
-def _generate(model, prompts, max_new_tokens, temperature, top_k, top_p, seed, num_beams) -> tuple[list[str], bool]:
-    """``(texts, is_seq2seq)``: see ``generate_text``."""
-    prompts = [str(p) for p in prompts]
+def _check_request(model, max_new_tokens, temperature, top_k, top_p, seed, num_beams) -> None:
+    """One clear error for a bad generation argument or model path, before any model is loaded."""
     check_generation_arguments(DEFAULT_MAX_NEW_TOKENS if max_new_tokens is None else max_new_tokens, temperature,
                                top_k, top_p, seed)
     if num_beams is not None and (not is_integer(num_beams) or num_beams < 1):
         raise ValueError(f"num_beams must be an integer >= 1 (1 is greedy decoding), got {num_beams!r}.")
     check_model_path(model)
+
+
+def _generate(model, prompts, max_new_tokens, temperature, top_k, top_p, seed, num_beams) -> tuple[list[str], bool]:
+    """``(texts, is_seq2seq)``: see ``generate_text``."""
+    prompts = [str(p) for p in prompts]
+    _check_request(model, max_new_tokens, temperature, top_k, top_p, seed, num_beams)
     if os.path.isdir(model):
         import tensorflow as tf
         import tensorflow_text  # noqa: F401  (tokenizer ops used by the serving graph)
@@ -295,11 +300,7 @@ def print_generation(model: str, prompts: tuple[str, ...], max_new_tokens: int |
     """
     stream = sys.stdout if stream is None else stream
     prompts = [str(p) for p in prompts]
-    check_generation_arguments(DEFAULT_MAX_NEW_TOKENS if max_new_tokens is None else max_new_tokens, temperature,
-                               top_k, top_p, seed)
-    if num_beams is not None and (not is_integer(num_beams) or num_beams < 1):
-        raise ValueError(f"num_beams must be an integer >= 1 (1 is greedy decoding), got {num_beams!r}.")
-    check_model_path(model)
+    _check_request(model, max_new_tokens, temperature, top_k, top_p, seed, num_beams)
     streamer = _export_streamer if os.path.isdir(model) else _keras_streamer
     lines = streamer(model, prompts, max_new_tokens, temperature, top_k, top_p, seed, num_beams, stream)
     if lines is None:  # a seq2seq model: whole translations
