@@ -32,7 +32,7 @@ from keras_lm.recipes.workflows import (
     summarize_runs,
     training_batches,
 )
-from keras_lm.training.distillation import Distiller, student_from_teacher
+from keras_lm.training.distillation import Distiller, check_student_layers, student_from_teacher
 
 REPORT = "distillation.md"
 FIGURE = "distillation.png"
@@ -168,7 +168,7 @@ def distill(
         from keras_lm.tasks.saved_model import rebuild_encoder
 
         checkpoint = rebuild_encoder(encoder or os.path.join(output, ENCODER_EXPORT))
-        student_from_teacher(checkpoint, student_layers)  # checks the layers before any training
+        check_student_layers(student_layers, checkpoint.num_layers)  # before any training
     steps = epochs * _batches_per_epoch(data[0], batch_size)
     runs = {name: [] for name, _ in STUDENT_RUNS}
     for seed in seeds:

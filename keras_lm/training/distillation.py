@@ -97,6 +97,14 @@ def layer_mapping(student_layers: int, teacher_layers: int) -> list:
     return [[j, math.ceil((j + 1) * teacher_layers / student_layers) - 1] for j in range(student_layers)]
 
 
+def check_student_layers(layers, teacher_layers: int) -> list:
+    """``layers`` as a list of ints, each a block of a ``teacher_layers``-block teacher; else one clear error."""
+    layers = [int(layer) for layer in layers]
+    if not layers or any(not 0 <= layer < teacher_layers for layer in layers):
+        raise ValueError(f"`layers` must list blocks of the teacher, each in [0, {teacher_layers - 1}]; got {layers}.")
+    return layers
+
+
 def student_from_teacher(backbone, layers) -> keras.Model:
     """A shallower copy of ``backbone``: its embeddings, the blocks ``layers`` and its pooler (DistilBERT's
     initialization, Sanh et al., 2019: a student of the teacher's width from one block in two).
@@ -110,10 +118,7 @@ def student_from_teacher(backbone, layers) -> keras.Model:
         >>> student.num_layers  # doctest: +SKIP
         2
     """
-    layers = [int(layer) for layer in layers]
-    count = int(backbone.num_layers)
-    if not layers or any(not 0 <= layer < count for layer in layers):
-        raise ValueError(f"`layers` must list blocks of the teacher, each in [0, {count - 1}]; got {layers}.")
+    layers = check_student_layers(layers, backbone.num_layers)
     student = type(backbone).from_config({**backbone.get_config(), "num_layers": len(layers)})
     teacher_block = {f"transformer_layer_{j}/": f"transformer_layer_{layer}/" for j, layer in enumerate(layers)}
     values = {variable.path: variable for variable in backbone.variables}
