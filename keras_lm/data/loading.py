@@ -38,9 +38,10 @@ def load(
               ``"movie_snippets"`` (``{"id", "text", "label", "rating"}``, splits
               train/validation/test), ``"state_of_the_union"`` (``{"year", "president",
               "party", "text"}``, splits train/validation), ``"wordnet_glosses"``
-              (``{"part_of_speech", "first_offset", "text"}``, splits train/validation) or
+              (``{"part_of_speech", "first_offset", "text"}``, splits train/validation),
               ``"bible_en_es"`` (``{"en", "es", "book", "chapter", "verse"}``, splits
-              train/validation/test); prepared on first use;
+              train/validation/test) or ``"imdb_reviews_text"`` (``{"index", "text"}``, splits
+              train/validation); prepared on first use;
             - ``"tfds:NAME"``, e.g. ``"tfds:glue/sst2"``: passed to ``tfds.load(NAME, ...)``;
             - a path, glob or list of paths of text files: ``{"text": line}`` for each non-blank line.
         split: split name; TFDS slicing such as ``"train[:10%]"`` works for embedded and TFDS

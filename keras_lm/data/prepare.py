@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m keras_lm.data.prepare",
         description=(
             "Fetch and prepare the embedded corpora (shakespeare, movie_snippets, state_of_the_union, "
-            "wordnet_glosses, bible_en_es) and GPT-2's BPE files."
+            "wordnet_glosses, bible_en_es, imdb_reviews_text) and GPT-2's BPE files."
         ),
     )
     parser.add_argument(

