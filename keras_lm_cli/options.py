@@ -42,6 +42,8 @@ OPTION_HELP = {
     "dropout": "dropout rate of the encoder, a fraction in [0, 1)",
     "token_embeddings": "how the token embeddings start: random, or cooccurrence (PPMI + SVD vectors of the corpus)",
     "train_token_embeddings": "train the token embeddings (off: keep their starting vectors)",
+    "embedding_dim": "width of the token embeddings (default: the blocks' width; another width adds a learnt "
+                     "projection to the blocks, as in ELECTRA)",
     "discriminator_weight": "weight of the replaced-token loss against the generator's masked-LM loss (rtd only)",
     "max_predictions": "masked tokens predicted per row at most (tokens)",
     "num_classes": "the number of classes (default: as many as the training data has)",
@@ -59,6 +61,8 @@ OPTION_HELP = {
     "seeds": "fine-tune once per seed and report the mean and spread (default: just --seed)",
     "compare_random_init": "also fine-tune from a randomly initialised encoder of the same shape, as a baseline",
     "random_init_learning_rate": "peak learning rate of the random-init baseline (default: --learning-rate)",
+    "l2_sp": "L2-SP strength: keep the pretrained start near its weights, alpha / 2 * ||w - w0||^2 "
+             "(default 0: off; the random-init baseline never has it)",
     "random_init_epochs": "epochs of the random-init baseline (epochs; default: --epochs)",
     "strategy": "a tf.distribute strategy: auto, one_device, mirrored, multi_worker or tpu (default: none, the "
                 "default device)",

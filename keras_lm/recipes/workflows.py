@@ -35,7 +35,7 @@ SERVING_EXPORT = os.path.join("serving", "1")
 #: Arguments (of any workflow) that count something and must be at least 1 when given.
 POSITIVE_COUNTS = ("steps", "batch_size", "sequence_length", "vocabulary_size", "epochs",
                    "max_predictions", "max_train_examples", "eval_batches", "random_init_epochs",
-                   "evaluations")
+                   "evaluations", "embedding_dim")
 #: Pretraining objectives: masked LM alone (RoBERTa's choice), with next-sentence prediction (BERT), or
 #: ELECTRA's replaced-token detection ("rtd": a small generator's samples judged by the encoder).
 OBJECTIVES = ("mlm", "mlm+nsp", "rtd")
@@ -65,6 +65,7 @@ def check_values(function, arguments: dict):
     rules = {
         "num_classes": (lambda v: v >= 2, "must be at least 2"),
         "warmup": (lambda v: v >= 0, "must be 0 or more"),
+        "l2_sp": (lambda v: 0 <= v < float("inf"), "must be 0 or more"),
         "learning_rate": positive,
         "random_init_learning_rate": positive,
         "dropout": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
@@ -290,6 +291,7 @@ def pretrain(
     embedding_corpus: str | tuple | None = None,
     train_token_embeddings: bool = True,
     discriminator_weight: float = 50.0,
+    embedding_dim: int | None = None,
 ) -> str:
     """Pretrains an encoder of `Bert(size)`'s shape for `steps` steps.
 
@@ -308,7 +310,9 @@ def pretrain(
     train splits of `embedding_corpus` (default: `corpus`; see
     `keras_lm.pretraining.cooccurrence`): every token of the corpus has a meaningful vector from
     the first step, which a short masked-LM run cannot give rare tokens. With
-    `train_token_embeddings=False` masked LM trains everything else around them.
+    `train_token_embeddings=False` masked LM trains everything else around them. `embedding_dim`
+    makes the embeddings wider (or narrower) than the blocks, with a learnt projection between
+    them as in ELECTRA and ALBERT (default: as wide as the blocks).
 
     Writes OUTPUT/pretrainer.keras and the encoder export OUTPUT/encoder; returns the latter.
     Optional: `strategy` (a `keras_lm.training.strategy` name; the XLA choice follows it),
@@ -329,6 +333,7 @@ def pretrain(
         backbone, pretrainer = pretraining_models(
             objective, size, tokenizer.vocabulary_size(), max_predictions, seed=seed, dtype=mixed_precision,
             norm_first=norm_first, dropout=dropout, discriminator_weight=discriminator_weight,
+            **({"embedding_dim": embedding_dim} if embedding_dim else {}),
         )
     if token_embeddings == "cooccurrence":
         _start_from_cooccurrence(backbone, tokenizer, embedding_corpus or corpus, seed)
@@ -383,6 +388,7 @@ def pretrain(
                if objective == "rtd" else {}),
             "norm_first": norm_first,
             "dropout": dropout,
+            "embedding_dim": embedding_dim or backbone.hidden_dim,
             "backbone_class": type(backbone).__name__,
             "backbone_config": keras.saving.serialize_keras_object(backbone.get_config()),
             "parameters": int(backbone.count_params()),
@@ -522,8 +528,9 @@ def pretraining_models(objective: str, size: str, vocabulary_size: int, max_pred
         return backbone, keras_lm.pretraining.BertPretrainer(
             backbone, max_predictions=max_predictions, next_sentence=objective == "mlm+nsp")
     shape = dict(BERT_SIZES[size])
+    encoder_options.setdefault("embedding_dim", shape["hidden_dim"])
     discriminator = keras_lm.applications.Electra(
-        None, vocabulary_size=vocabulary_size, embedding_dim=shape["hidden_dim"], **shape, **encoder_options)
+        None, vocabulary_size=vocabulary_size, **shape, **encoder_options)
     hidden = max(16, int(round(shape["hidden_dim"] * GENERATOR_FRACTION)))
     generator = discriminator.generator(
         size=None, num_layers=shape["num_layers"], hidden_dim=hidden, num_heads=max(1, hidden // 64),
@@ -710,8 +717,9 @@ class _SeedRuns:
     moments) to zero, which is what a new model and a new optimizer would hold.
     """
 
-    def __init__(self, classifier, learning_rate: float, steps: int):
+    def __init__(self, classifier, learning_rate: float, steps: int, anchor=None):
         self.classifier = classifier
+        self.anchor = anchor  # an attached keras_lm.training.continual.AnchoredPenalty, re-anchored per run
         classifier.compile(
             optimizer=keras_lm.training.adamw(learning_rate, warmup=max(1, steps // 10), total=steps)
         )
@@ -724,6 +732,9 @@ class _SeedRuns:
             raise ValueError(f"Expected {len(variables)} starting values, got {len(values)}.")
         for variable, value in zip(variables, values):
             variable.assign(value)
+        if self.anchor is not None:  # at this run's starting values
+            for anchor, variable in zip(self.anchor.anchors, self.anchor.variables):
+                anchor.assign(tf.cast(variable, anchor.dtype))
         for variable in self.classifier.optimizer.variables:
             variable.assign(tf.zeros(variable.shape, variable.dtype))
 
@@ -803,6 +814,7 @@ def finetune(
     text_column: str = "text",
     label_column: str = "label",
     text_pair_column: str | None = None,
+    l2_sp: float = 0.0,
 ) -> str:
     """Reloads the exported encoder trainably, fine-tunes a classifier per seed, exports serving.
 
@@ -821,6 +833,11 @@ def finetune(
     the token vectors). `from_hf` starts from a pretrained checkpoint folder instead of a pretraining
     run (Hugging Face, Google BERT or keras-hub preset, or the embedded name all-minilm-l6-v2): it is
     imported and exported to OUTPUT/encoder first (see `import_checkpoint`).
+
+    `l2_sp` > 0 keeps the pretrained start near what pretraining taught: the loss gains
+    `l2_sp / 2 * ||w - w0||^2` over the encoder's weights, `w0` their values at the start (L2-SP, Li
+    et al. 2018; `keras_lm.training.continual.L2SP`). The random-init start has nothing to keep and
+    trains without it.
 
     `transfer` is what the pretrained start takes from the export: "all" its weights, or
     "embeddings" only its embedding block (token, position and segment embeddings and their
@@ -866,7 +883,8 @@ def finetune(
     classifier = keras_lm.tasks.Classifier.from_saved_model(encoder, num_classes=num_classes, pooling=pooling,
                                                             label_names=examples.label_names)
     encoder_values = {id(variable): variable.numpy() for variable in classifier.backbone.variables}
-    pretrained_runs = _SeedRuns(classifier, learning_rate, epochs * per_epoch)
+    anchor = keras_lm.training.L2SP(classifier.backbone, alpha=l2_sp).attach() if l2_sp else None
+    pretrained_runs = _SeedRuns(classifier, learning_rate, epochs * per_epoch, anchor)
     runs, served_weights, served_seed, served_accuracy = [], None, None, -1.0
     for run_seed in seeds:
         start_values = encoder_values
@@ -901,6 +919,7 @@ def finetune(
             "batch_size": batch_size,
             "pooling": pooling,
             "transfer": transfer,
+            "l2_sp": l2_sp,
             "served": {
                 "start": "pretrained",
                 "seed": served_seed,
@@ -910,6 +929,8 @@ def finetune(
             **results,
         },
     )
+    if anchor is not None:
+        anchor.detach()
     classifier.set_weights(served_weights)
     classifier.save(os.path.join(output, "classifier.keras"))
     # Replaces only a previous serving export (see keras_lm.export.files), never the sources.

@@ -255,6 +255,45 @@ def test_seed_runs_restart_from_scratch_each_time(tmp_path):
     assert int(runs.classifier.optimizer.iterations.numpy()) == 4  # counted from 0 again
 
 
+def test_l2_sp_keeps_the_pretrained_start_closer_and_is_re_anchored_each_run(tmp_path):
+    """An L2-SP anchor on the backbone: after restart the anchors hold that run's starting values, and
+    a strong penalty keeps the fine-tuned backbone nearer its start than the same run without it."""
+    import keras
+    import numpy as np
+
+    import keras_lm
+    from keras_lm.recipes.workflows import _finetune_run, _labelled, _SeedRuns, check_values, finetune
+
+    texts = keras_lm.data.load("movie_snippets", split="train").take(200).map(lambda e: e["text"])
+    tokenizer = keras_lm.tokenizers.WordPiece.train(texts, vocabulary_size=300)
+    preprocessor = keras_lm.tokenizers.BertPreprocessor(tokenizer, sequence_length=32)
+
+    def new_classifier(seed):
+        keras.utils.set_random_seed(seed)
+        backbone = keras_lm.applications.Bert(None, vocabulary_size=tokenizer.vocabulary_size(), num_layers=1,
+                                              hidden_dim=32, num_heads=2, max_sequence_length=32)
+        return keras_lm.tasks.Classifier(backbone, num_classes=2, preprocessor=preprocessor)
+
+    snippets = _labelled(keras_lm.data.load("movie_snippets", split="train"))
+    data = (snippets.take(64).cache(), snippets.skip(64).take(32).cache(), snippets.skip(96).take(32).cache())
+    start = [v.numpy() for v in new_classifier(1).variables]
+
+    def drift(alpha):
+        classifier = new_classifier(0)
+        anchor = keras_lm.training.L2SP(classifier.backbone, alpha=alpha).attach() if alpha else None
+        runs = _SeedRuns(classifier, learning_rate=3e-3, steps=8, anchor=anchor)
+        _finetune_run(runs, start, "test", 1, data, epochs=4, batch_size=32, learning_rate=3e-3)
+        if anchor is not None:  # re-anchored at this run's start (seed 1's), not at the model as built (seed 0's)
+            by_id = {id(v): value for v, value in zip(classifier.variables, start)}
+            for anchor_value, variable in zip(anchor.anchors, anchor.variables):
+                np.testing.assert_array_equal(anchor_value.numpy(), by_id[id(variable)])
+        by_id = {id(v): value for v, value in zip(classifier.variables, start)}
+        return sum(float(np.sum((v.numpy() - by_id[id(v)]) ** 2)) for v in classifier.backbone.trainable_variables)
+
+    assert drift(10.0) < 0.5 * drift(0.0)
+    assert check_values(finetune, {"l2_sp": -1.0}) == ("l2_sp", "must be 0 or more, got -1.0.")
+
+
 def test_pretraining_documents_group_labelled_sentences_and_mix_corpora():
     import tensorflow_datasets as tfds
 

@@ -96,3 +96,24 @@ def test_rtd_pretraining_run_writes_its_figures_and_report(tmp_path, movie_vocab
     lines = "\n".join(report._pretraining_lines(workflows.read_metrics(str(tmp_path))))
     assert "Electra of Bert('tiny')'s shape" in lines and "accuracy on replaced tokens" in lines
     assert "NSP" not in lines
+
+
+def test_pretraining_models_take_a_wider_embedding_with_a_projection():
+    """embedding_dim: the token table (and the tied MLM output) as wide as asked, a Dense projection to
+    the blocks' width; ELECTRA's discriminator takes it too; 0 is refused before any work."""
+    import numpy as np
+
+    from keras_lm.recipes import workflows
+
+    bert, pretrainer = workflows.pretraining_models("mlm", "tiny", 300, max_predictions=5, embedding_dim=48)
+    assert tuple(bert.token_embedding.embeddings.shape) == (300, 48)
+    assert bert.get_config()["embedding_dim"] == 48 and bert.hidden_dim == 128
+    ids = np.array([[2, 7, 8, 9, 3, 0]], "int32")
+    outputs = bert({"token_ids": ids, "segment_ids": np.zeros_like(ids), "padding_mask": ids != 0})
+    assert tuple(outputs["sequence_output"].shape) == (1, 6, 128)
+    electra, _ = workflows.pretraining_models("rtd", "tiny", 300, max_predictions=5, embedding_dim=48)
+    assert tuple(electra.token_embedding.embeddings.shape) == (300, 48)
+    default, _ = workflows.pretraining_models("rtd", "tiny", 300, max_predictions=5)
+    assert tuple(default.token_embedding.embeddings.shape) == (300, 128)
+    assert workflows.check_values(workflows.pretrain, {"embedding_dim": 0}) == (
+        "embedding_dim", "must be at least 1, got 0.")
