@@ -219,15 +219,14 @@ def test_step_history_recovers_each_step_from_the_running_means():
     np.testing.assert_allclose(history.losses, per_batch * 2, rtol=1e-5)
 
 
-@pytest.mark.slow  # long: run with -m slow
-def test_seed_runs_restart_from_scratch_each_time(tmp_path):
-    """Seeds 0, 1, 0 on one compiled classifier: the third run repeats the first exactly (weights,
-    optimizer state and dropout all restarted), the second differs."""
+@pytest.fixture(scope="module")
+def tiny_snippet_classifiers():
+    """`(new_classifier(seed), (train, validation, test))`: a one-block classifier on a 300-token
+    vocabulary and 64/32/32 movie snippets, shared by the tests of the fine-tuning runs."""
     import keras
-    import numpy as np
 
     import keras_lm
-    from keras_lm.recipes.workflows import _finetune_run, _labelled, _SeedRuns
+    from keras_lm.recipes.workflows import _labelled
 
     texts = keras_lm.data.load("movie_snippets", split="train").take(200).map(lambda e: e["text"])
     tokenizer = keras_lm.tokenizers.WordPiece.train(texts, vocabulary_size=300)
@@ -241,6 +240,18 @@ def test_seed_runs_restart_from_scratch_each_time(tmp_path):
 
     snippets = _labelled(keras_lm.data.load("movie_snippets", split="train"))
     data = (snippets.take(64).cache(), snippets.skip(64).take(32).cache(), snippets.skip(96).take(32).cache())
+    return new_classifier, data
+
+
+@pytest.mark.slow  # long: run with -m slow
+def test_seed_runs_restart_from_scratch_each_time(tiny_snippet_classifiers):
+    """Seeds 0, 1, 0 on one compiled classifier: the third run repeats the first exactly (weights,
+    optimizer state and dropout all restarted), the second differs."""
+    import numpy as np
+
+    from keras_lm.recipes.workflows import _finetune_run, _SeedRuns
+
+    new_classifier, data = tiny_snippet_classifiers
     runs = _SeedRuns(new_classifier(0), learning_rate=1e-3, steps=4)
     results = [
         _finetune_run(runs, [v.numpy() for v in new_classifier(seed).variables], "test", seed, data, epochs=2, batch_size=32,
@@ -255,27 +266,16 @@ def test_seed_runs_restart_from_scratch_each_time(tmp_path):
     assert int(runs.classifier.optimizer.iterations.numpy()) == 4  # counted from 0 again
 
 
-def test_l2_sp_keeps_the_pretrained_start_closer_and_is_re_anchored_each_run(tmp_path):
+@pytest.mark.slow  # long: run with -m slow
+def test_l2_sp_keeps_the_pretrained_start_closer_and_is_re_anchored_each_run(tiny_snippet_classifiers):
     """An L2-SP anchor on the backbone: after restart the anchors hold that run's starting values, and
     a strong penalty keeps the fine-tuned backbone nearer its start than the same run without it."""
-    import keras
     import numpy as np
 
     import keras_lm
-    from keras_lm.recipes.workflows import _finetune_run, _labelled, _SeedRuns, check_values, finetune
+    from keras_lm.recipes.workflows import _finetune_run, _SeedRuns, check_values, finetune
 
-    texts = keras_lm.data.load("movie_snippets", split="train").take(200).map(lambda e: e["text"])
-    tokenizer = keras_lm.tokenizers.WordPiece.train(texts, vocabulary_size=300)
-    preprocessor = keras_lm.tokenizers.BertPreprocessor(tokenizer, sequence_length=32)
-
-    def new_classifier(seed):
-        keras.utils.set_random_seed(seed)
-        backbone = keras_lm.applications.Bert(None, vocabulary_size=tokenizer.vocabulary_size(), num_layers=1,
-                                              hidden_dim=32, num_heads=2, max_sequence_length=32)
-        return keras_lm.tasks.Classifier(backbone, num_classes=2, preprocessor=preprocessor)
-
-    snippets = _labelled(keras_lm.data.load("movie_snippets", split="train"))
-    data = (snippets.take(64).cache(), snippets.skip(64).take(32).cache(), snippets.skip(96).take(32).cache())
+    new_classifier, data = tiny_snippet_classifiers
     start = [v.numpy() for v in new_classifier(1).variables]
 
     def drift(alpha):
