@@ -29,14 +29,17 @@ def assert_close_at_bfloat16_scale(actual, expected):
     """bf16 logits agree with float32 ones, early and late in the sequence, relative to the logits' scale.
 
     bf16 keeps 8 significant bits (rounding error <= 2**-9 of a value); after the dozens of roundings
-    of two blocks, 99% of the logits stay within 2e-2 of the scale and none beyond 5e-2 (a rare
-    near-tie in attention amplifies). Computing rotary angles in bf16 breaks both at late positions.
+    of two blocks, 99% of the logits stay within 4e-2 of the scale and none beyond 1e-1 (a rare
+    near-tie in attention amplifies). How far within depends on the CPU's bf16 kernels: 99th
+    percentiles of 1-2% where bf16 is native (AVX-512 bf16), up to 2.5% where TensorFlow emulates it
+    (AVX2 only). Whether the rotary angles stay in float32 is checked sharply at the layer
+    (tests/layers/test_rms_norm_and_rotary.py), at positions where bf16 angles are radians off.
     """
     scale, error = np.abs(expected).max(), np.abs(actual - expected)
     length = expected.shape[1]
     for positions in (slice(0, length // 4), slice(3 * length // 4, length)):
-        assert np.percentile(error[:, positions], 99) <= 2e-2 * scale, (positions, error[:, positions].max(), scale)
-        assert error[:, positions].max() <= 5e-2 * scale, (positions, error[:, positions].max(), scale)
+        assert np.percentile(error[:, positions], 99) <= 4e-2 * scale, (positions, error[:, positions].max(), scale)
+        assert error[:, positions].max() <= 1e-1 * scale, (positions, error[:, positions].max(), scale)
     assert error.max() > 0  # really computed in bfloat16
 
 

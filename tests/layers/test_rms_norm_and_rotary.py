@@ -43,6 +43,24 @@ def test_rotary_matches_rotate_half_formula_and_is_relative():
     assert tuple(cos.shape) == (4, 8) and float(sin[0, 0]) == 0.0
 
 
+def test_mixed_bfloat16_rotary_keeps_its_angles_in_float32_at_late_positions():
+    """Under mixed_bfloat16 only the input and the output are rounded to bf16. At position 4000 bf16
+    angles would be off by up to 8 radians (bf16 spacing there is 16), so any bf16 step in the angles
+    shows as an O(1) error; float32 angles leave the bf16 rounding of input and output only."""
+    x = np.random.default_rng(2).normal(size=(1, 2, 6, 8)).astype("float32")
+    mixed = RotaryEmbedding(dtype="mixed_bfloat16")
+    out = mixed(keras.ops.cast(x, "bfloat16"), start_index=4000)
+    assert out.dtype == "bfloat16"
+    x_bf16 = np.asarray(keras.ops.cast(keras.ops.cast(x, "bfloat16"), "float32"))
+    positions = np.arange(4000, 4006)
+    inverse = 1.0 / 10000.0 ** (np.arange(0, 8, 2) / 8)
+    angles = np.concatenate([positions[:, None] * inverse] * 2, -1)
+    rotated = np.concatenate([-x_bf16[..., 4:], x_bf16[..., :4]], -1)
+    expected = x_bf16 * np.cos(angles) + rotated * np.sin(angles)
+    error = np.abs(np.asarray(keras.ops.cast(out, "float32")) - expected)
+    assert error.max() <= 2.0**-8 * np.abs(x_bf16).max() * 2, error.max()  # the output's bf16 rounding
+
+
 def test_rotary_needs_even_head_dim():
     with pytest.raises(ValueError, match="even"):
         RotaryEmbedding()(np.zeros((1, 1, 2, 5), "float32"))
